@@ -1,0 +1,10 @@
+//! The core: storage, families and writers in plain Rust (no Python).
+
+pub mod cell;
+pub mod escape;
+pub mod family;
+pub mod format;
+pub mod hotcold;
+pub mod model;
+pub mod openmetrics;
+pub mod text;

@@ -1,0 +1,48 @@
+//! The binding layer: `fastprom._native`. It only converts between Python and the core.
+
+mod amount;
+mod errors;
+mod metric;
+mod python;
+mod render;
+mod value;
+
+use pyo3::prelude::*;
+
+/// `floatToGoString(d)`: `float(d)` formatted as Go prints floats in the exposition formats.
+#[pyfunction]
+#[pyo3(name = "floatToGoString")]
+fn float_to_go_string(d: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(crate::core::format::float_to_go_string(amount::float_of(d)?))
+}
+
+/// An empty native method, the floor the benchmarks measure hot paths against.
+#[pyclass(frozen, module = "fastprom._native")]
+struct Floor;
+
+#[pymethods]
+impl Floor {
+    #[new]
+    fn new() -> Floor {
+        Floor
+    }
+
+    fn noop(&self) {}
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<metric::NativeMetric>()?;
+    m.add_class::<metric::NativeCounter>()?;
+    m.add_class::<metric::NativeGauge>()?;
+    m.add_class::<metric::NativeSummary>()?;
+    m.add_class::<metric::NativeHistogram>()?;
+    m.add_class::<value::ValueView>()?;
+    m.add_class::<Floor>()?;
+    m.add_function(wrap_pyfunction!(float_to_go_string, m)?)?;
+    m.add_function(wrap_pyfunction!(render::generate_text, m)?)?;
+    m.add_function(wrap_pyfunction!(render::generate_openmetrics, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("build_profile", if cfg!(debug_assertions) { "debug" } else { "release" })?;
+    Ok(())
+}

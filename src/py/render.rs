@@ -1,0 +1,283 @@
+//! `generate_latest` for both formats.
+//!
+//! Under the GIL, the registry's collectors are turned into render items: native metrics as
+//! views of their families, everything else (custom collectors, `set_function` gauges, Info,
+//! Enum) converted from the `Metric` objects their `collect()` returns. The GIL is then
+//! released while the writer streams all items into one buffer.
+
+use pyo3::exceptions::{PyAttributeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+
+use super::amount;
+use super::errors::{value_error, Error};
+use super::metric::NativeMetric;
+use super::python;
+use crate::core::family::FamilyView;
+use crate::core::model::{
+    Escaping, Exemplar, FamilySource, MetricType, NativeHistogram, OwnedFamily, OwnedSample, Sample, SampleTimestamp,
+};
+use crate::core::{openmetrics, text};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    /// OpenMetrics; `true` when the version emits native histograms (>= 2.0.0).
+    OpenMetrics(bool),
+}
+
+enum Item {
+    Native(FamilyView),
+    Owned(OwnedFamily),
+}
+
+impl Item {
+    fn source(&self) -> &dyn FamilySource {
+        match self {
+            Item::Native(view) => view,
+            Item::Owned(family) => family,
+        }
+    }
+}
+
+/// Prometheus text format (0.0.4 / 1.0.0) of any object with `collect()`.
+#[pyfunction]
+pub fn generate_text<'py>(py: Python<'py>, registry: &Bound<'py, PyAny>, escaping: &str) -> PyResult<Bound<'py, PyBytes>> {
+    render(py, registry, Escaping::parse(escaping), Format::Text)
+}
+
+/// OpenMetrics text of any object with `collect()`.
+#[pyfunction]
+pub fn generate_openmetrics<'py>(
+    py: Python<'py>,
+    registry: &Bound<'py, PyAny>,
+    escaping: &str,
+    native_histograms: bool,
+) -> PyResult<Bound<'py, PyBytes>> {
+    render(py, registry, Escaping::parse(escaping), Format::OpenMetrics(native_histograms))
+}
+
+fn render<'py>(py: Python<'py>, registry: &Bound<'py, PyAny>, escaping: Escaping, format: Format) -> PyResult<Bound<'py, PyBytes>> {
+    let items = gather(py, registry, format)?;
+    let output = py.detach(|| {
+        let sources: Vec<&dyn FamilySource> = items.iter().map(Item::source).collect();
+        let mut out = Vec::with_capacity(4096);
+        let result = match format {
+            Format::Text => text::write_text(&mut out, &sources, escaping),
+            Format::OpenMetrics(nh) => openmetrics::write_openmetrics(&mut out, &sources, escaping, nh),
+        };
+        result.map(|_| out)
+    });
+    let output = output.map_err(|e| PyErr::from(Error::from(e)))?;
+    Ok(PyBytes::new(py, &output))
+}
+
+/// Render items in collection order. Our registry offers `_render_plan()`: its native metrics
+/// as they are and the metrics of every other collector already collected.
+fn gather(py: Python<'_>, registry: &Bound<'_, PyAny>, format: Format) -> PyResult<Vec<Item>> {
+    let use_created = python::use_created(py)?;
+    let plan = if registry.hasattr("_render_plan")? {
+        registry.call_method0("_render_plan")?
+    } else {
+        registry.call_method0("collect")?
+    };
+    let mut items = Vec::new();
+    for entry in plan.try_iter()? {
+        let entry = entry?;
+        if let Ok(native) = entry.cast::<NativeMetric>() {
+            if let Some(view) = native.get().family_view(use_created) {
+                items.push(Item::Native(view));
+                continue;
+            }
+            for metric in entry.call_method0("collect")?.try_iter()? {
+                items.push(Item::Owned(convert(&metric?, format)?));
+            }
+            continue;
+        }
+        items.push(Item::Owned(convert(&entry, format)?));
+    }
+    Ok(items)
+}
+
+/// Converts a Python `Metric`; an error gets the metric appended to its args, as the
+/// reference's writers do.
+fn convert(metric: &Bound<'_, PyAny>, format: Format) -> PyResult<OwnedFamily> {
+    convert_metric(metric, format).map_err(|err| {
+        let py = metric.py();
+        let value = err.value(py);
+        let appended = value.getattr("args").and_then(|args| {
+            let args = args.cast_into::<PyTuple>()?;
+            let base = if args.is_empty() { PyTuple::new(py, [""])? } else { args };
+            base.add(PyTuple::new(py, [metric])?)
+        });
+        if let Ok(args) = appended {
+            let _ = value.setattr("args", args);
+        }
+        err
+    })
+}
+
+fn convert_metric(metric: &Bound<'_, PyAny>, format: Format) -> PyResult<OwnedFamily> {
+    let name: String = metric.getattr("name")?.extract()?;
+    let documentation = str_for_replace(&metric.getattr("documentation")?)?;
+    let type_name: String = metric.getattr("type")?.extract()?;
+    let metric_type = MetricType::parse(&type_name).ok_or_else(|| value_error(format!("Invalid metric type: {type_name}")))?;
+    let unit = metric.getattr("unit")?;
+    let unit = if unit.is_truthy()? { unit.str()?.to_string() } else { String::new() };
+    let mut family = OwnedFamily { name, documentation, metric_type, unit, samples: Vec::new() };
+    for sample in metric.getattr("samples")?.try_iter()? {
+        if let Some(s) = convert_sample(&family, &sample?, format)? {
+            family.samples.push(s);
+        }
+    }
+    Ok(family)
+}
+
+/// One sample, checked in the order the reference's writers touch its fields; `None` when the
+/// format skips it (a native histogram before OpenMetrics 2.0.0).
+fn convert_sample(family: &OwnedFamily, s: &Bound<'_, PyAny>, format: Format) -> PyResult<Option<OwnedSample>> {
+    let name: String = s.getattr("name")?.extract()?;
+    let labels = label_pairs(&s.getattr("labels")?)?;
+    let mut sample = OwnedSample { name, labels, value: None, timestamp: None, exemplar: None, native_histogram: None };
+    let timestamp = s.getattr("timestamp")?;
+    let native_histogram = s.getattr("native_histogram")?;
+    match format {
+        Format::Text => {
+            if !timestamp.is_none() {
+                sample.timestamp = Some(SampleTimestamp { millis: millis(&timestamp)?, openmetrics: String::new() });
+            }
+            sample.value = Some(amount::float_of(&s.getattr("value")?)?);
+        }
+        Format::OpenMetrics(emit_native_histograms) => {
+            let exemplar = s.getattr("exemplar")?;
+            if exemplar.is_truthy()? {
+                check_exemplar_allowed(family, &sample)?;
+                sample.exemplar = Some(convert_exemplar(&exemplar)?);
+            }
+            if !timestamp.is_none() {
+                sample.timestamp = Some(SampleTimestamp { millis: String::new(), openmetrics: timestamp.str()?.to_string() });
+            }
+            if native_histogram.is_truthy()? {
+                if !emit_native_histograms {
+                    return Ok(None);
+                }
+                sample.native_histogram = Some(convert_native_histogram(family, &sample, &native_histogram)?);
+            } else {
+                let value = s.getattr("value")?;
+                if !value.is_none() {
+                    sample.value = Some(amount::float_of(&value)?);
+                }
+            }
+        }
+    }
+    Ok(Some(sample))
+}
+
+fn check_exemplar_allowed(family: &OwnedFamily, sample: &OwnedSample) -> PyResult<()> {
+    let view = Sample {
+        name: &sample.name,
+        suffix: "",
+        labels: &[],
+        value: None,
+        timestamp: None,
+        exemplar: None,
+        native_histogram: None,
+    };
+    if openmetrics::exemplar_allowed(family.metric_type, &family.name, &view) {
+        Ok(())
+    } else {
+        Err(value_error(format!("Metric {} has exemplars, but is not a histogram bucket or counter", family.name)))
+    }
+}
+
+/// A label dict as sorted pairs; keys must have a length and values `.replace`, as in the
+/// reference.
+fn label_pairs(labels: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
+    if labels.is_none() || !labels.is_truthy()? {
+        return Ok(Vec::new());
+    }
+    let dict = labels.cast::<PyDict>()?;
+    let mut pairs = Vec::with_capacity(dict.len());
+    for (k, v) in dict.iter() {
+        let key = k.cast::<PyString>().map_err(|_| {
+            let type_name = type_name(&k);
+            PyTypeError::new_err(format!("object of type '{type_name}' has no len()"))
+        })?;
+        pairs.push((key.to_string(), str_for_replace(&v)?));
+    }
+    pairs.sort();
+    Ok(pairs)
+}
+
+/// A `str`, or the AttributeError the reference gets when it calls `.replace` on anything else.
+fn str_for_replace(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    match obj.cast::<PyString>() {
+        Ok(s) => Ok(s.to_string()),
+        Err(_) => Err(PyAttributeError::new_err(format!("'{}' object has no attribute 'replace'", type_name(obj)))),
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+}
+
+/// `int(float(ts) * 1000)` in decimal.
+fn millis(timestamp: &Bound<'_, PyAny>) -> PyResult<String> {
+    let ms = amount::float_of(timestamp)? * 1000.0;
+    if ms.is_finite() && ms.abs() < 9.0e18 {
+        return Ok((ms.trunc() as i64).to_string());
+    }
+    // Python's int() gives the exact digits of huge floats and the errors for inf and NaN.
+    let py = timestamp.py();
+    Ok(py.get_type::<pyo3::types::PyInt>().call1((ms,))?.str()?.to_string())
+}
+
+fn convert_exemplar(exemplar: &Bound<'_, PyAny>) -> PyResult<Exemplar> {
+    let labels = label_pairs(&exemplar.getattr("labels")?)?;
+    let value = amount::float_of(&exemplar.getattr("value")?)?;
+    let timestamp = exemplar.getattr("timestamp")?;
+    let timestamp = if timestamp.is_none() { None } else { Some(timestamp.str()?.to_string()) };
+    Ok(Exemplar { labels, value, timestamp })
+}
+
+/// The `{count:..,sum:..,...}` value, numbers printed with Python's `str()`.
+fn convert_native_histogram(family: &OwnedFamily, sample: &OwnedSample, nh: &Bound<'_, PyAny>) -> PyResult<NativeHistogram> {
+    let field = |name: &str| -> PyResult<String> { Ok(nh.getattr(name)?.str()?.to_string()) };
+    let mut body = format!(
+        "{{count:{},sum:{},schema:{},zero_threshold:{},zero_count:{}",
+        field("count_value")?,
+        field("sum_value")?,
+        field("schema")?,
+        field("zero_threshold")?,
+        field("zero_count")?
+    );
+    for (sign, spans, deltas) in [("negative", "neg_spans", "neg_deltas"), ("positive", "pos_spans", "pos_deltas")] {
+        let spans = nh.getattr(spans)?;
+        if !spans.is_truthy()? {
+            continue;
+        }
+        let spans = spans
+            .try_iter()?
+            .map(|span| {
+                let span = span?;
+                Ok(format!("{}:{}", span.get_item(0)?.str()?, span.get_item(1)?.str()?))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let deltas = nh
+            .getattr(deltas)?
+            .try_iter()?
+            .map(|d| Ok(d?.str()?.to_string()))
+            .collect::<PyResult<Vec<_>>>()?;
+        body.push_str(&format!(",{sign}_spans:[{}],{sign}_deltas:[{}]", spans.join(","), deltas.join(",")));
+    }
+    body.push('}');
+    let mut exemplars = Vec::new();
+    let nh_exemplars = nh.getattr("nh_exemplars")?;
+    if nh_exemplars.is_truthy()? {
+        for e in nh_exemplars.try_iter()? {
+            check_exemplar_allowed(family, sample)?;
+            exemplars.push(convert_exemplar(&e?)?);
+        }
+    }
+    Ok(NativeHistogram { body, exemplars })
+}
