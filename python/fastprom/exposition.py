@@ -594,7 +594,7 @@ def _use_gateway(
     if method == 'DELETE':
         headers: List[Tuple[str, str]] = [('Content-Type', CONTENT_TYPE_PLAIN_0_0_4)]
         if compression is not None:
-            pass
+            raise ValueError('Compression is not supported for DELETE requests.')
         data = b''
     else:
         if registry is None:
