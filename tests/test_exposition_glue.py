@@ -905,6 +905,18 @@ def test_push_request_details(regs, gateway):
     assert headers['Content-Type'] == fp_expo.CONTENT_TYPE_PLAIN_0_0_4
 
 
+def test_basic_auth_handler_headers(gateway):
+    url = f'http://127.0.0.1:{gateway.server_port}/metrics/job/j'
+    headers = {}
+    for name, (_, expo, _) in LIBS.items():
+        headers[name] = [('Content-Type', expo.CONTENT_TYPE_PLAIN_0_0_4)]
+        expo.basic_auth_handler(url, 'PUT', 5, headers[name], b'x', 'user', 'pass')()
+        # Without both credentials no header is added.
+        expo.basic_auth_handler(url, 'PUT', 5, headers[name], b'x', 'user')()
+    assert headers['fp'] == headers['ref']
+    assert headers['fp'][-1] == ('Authorization', b'Basic ' + base64.b64encode(b'user:pass'))
+
+
 def test_push_http_error(regs, gateway):
     url = f'http://127.0.0.1:{gateway.server_port}/fail'
     with pytest.raises(urllib.error.HTTPError) as info:

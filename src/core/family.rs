@@ -152,11 +152,24 @@ impl Child {
         } else {
             None
         };
-        let exemplar = |i: usize| exemplars.as_ref().and_then(|e| e.get(i)).and_then(|e| e.as_ref());
-        let plain = |suffix, value| ChildSample { suffix, bucket: None, value, exemplar: None };
+        let exemplar = |i: usize| {
+            exemplars
+                .as_ref()
+                .and_then(|e| e.get(i))
+                .and_then(|e| e.as_ref())
+        };
+        let plain = |suffix, value| ChildSample {
+            suffix,
+            bucket: None,
+            value,
+            exemplar: None,
+        };
         match &self.value {
             ChildValue::Counter(_) => {
-                let total = ChildSample { exemplar: exemplar(0), ..plain("_total", self.get()) };
+                let total = ChildSample {
+                    exemplar: exemplar(0),
+                    ..plain("_total", self.get())
+                };
                 visit(&total);
             }
             ChildValue::Gauge(slot) => visit(&plain("", load_f64(slot))),
@@ -252,7 +265,10 @@ impl Family {
     /// The children as they are now, so rendering holds no lock.
     pub fn children(&self) -> Vec<(Vec<String>, Arc<Child>)> {
         let children = self.lock_children();
-        children.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        children
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -266,7 +282,11 @@ pub struct FamilyView {
 impl FamilyView {
     pub fn new(family: Arc<Family>, use_created: bool) -> FamilyView {
         let children = family.children();
-        FamilyView { family, children, use_created }
+        FamilyView {
+            family,
+            children,
+            use_created,
+        }
     }
 
     /// Whether some child's samples come from Python (the view cannot render those).
@@ -295,8 +315,12 @@ impl FamilySource for FamilyView {
         let mut with_le: Vec<(&str, &str)> = Vec::with_capacity(family.labelnames.len() + 1);
         for (values, child) in &self.children {
             base.clear();
+            let value = |i: usize| values.get(i).map_or("", String::as_str);
             base.extend(
-                family.sorted_labels.iter().map(|i| (family.labelnames[*i].as_str(), values[*i].as_str())),
+                family
+                    .sorted_labels
+                    .iter()
+                    .map(|i| (family.labelnames[*i].as_str(), value(*i))),
             );
             child.visit(self.use_created, &mut |s| {
                 let labels = match s.bucket.and_then(|b| family.le_values.get(b)) {
@@ -331,14 +355,27 @@ mod tests {
         let mut out = Vec::new();
         view.visit_samples(&mut |s| {
             let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            out.push(format!("{}{} {:?} {}", s.name, s.suffix, labels, s.value.unwrap()));
+            out.push(format!(
+                "{}{} {:?} {}",
+                s.name,
+                s.suffix,
+                labels,
+                s.value.unwrap()
+            ));
         });
         out
     }
 
     #[test]
     fn counter_family_renders_children_in_insertion_order() {
-        let f = Arc::new(Family::new("c".into(), "d".into(), "".into(), MetricType::Counter, vec!["b".into(), "a".into()], &[]));
+        let f = Arc::new(Family::new(
+            "c".into(),
+            "d".into(),
+            "".into(),
+            MetricType::Counter,
+            vec!["b".into(), "a".into()],
+            &[],
+        ));
         let x = Arc::new(Child::counter(5.0));
         x.counter_inc_int(2);
         x.counter_inc(0.5);
@@ -360,7 +397,14 @@ mod tests {
 
     #[test]
     fn histogram_inserts_le_in_sorted_position() {
-        let f = Arc::new(Family::new("h".into(), "d".into(), "".into(), MetricType::Histogram, vec!["z".into(), "a".into()], &[1.0, f64::INFINITY]));
+        let f = Arc::new(Family::new(
+            "h".into(),
+            "d".into(),
+            "".into(),
+            MetricType::Histogram,
+            vec!["z".into(), "a".into()],
+            &[1.0, f64::INFINITY],
+        ));
         let child = Arc::new(Child::histogram(1.0, &[1.0, f64::INFINITY]));
         child.observe_for_test(0.5);
         child.observe_for_test(3.0);

@@ -202,7 +202,10 @@ mod tests {
         for _ in 0..200 {
             let s = h.snapshot();
             assert_eq!(s.bucket_total(), s.observations);
-            assert_eq!(s.sum, (s.buckets[1] as f64) * 0.5 + (s.buckets[2] as f64) * 1.0);
+            assert_eq!(
+                s.sum,
+                (s.buckets[1] as f64) * 0.5 + (s.buckets[2] as f64) * 1.0
+            );
         }
         writers.into_iter().for_each(|w| w.join().unwrap());
         let s = h.snapshot();

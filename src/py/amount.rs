@@ -40,7 +40,9 @@ pub fn added_to_zero(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
     let py = obj.py();
     let zero = PyFloat::new(py, 0.0);
     // SAFETY: both pointers are valid for the call; the result is a new reference or NULL.
-    let sum = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyNumber_InPlaceAdd(zero.as_ptr(), obj.as_ptr())) }?;
+    let sum = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyNumber_InPlaceAdd(zero.as_ptr(), obj.as_ptr()))
+    }?;
     sum.extract::<f64>()
 }
 

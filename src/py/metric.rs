@@ -62,14 +62,17 @@ pub struct NativeMetric {
 
 impl NativeMetric {
     fn new(kind: Kind) -> NativeMetric {
-        NativeMetric { kind, state: OnceLock::new() }
+        NativeMetric {
+            kind,
+            state: OnceLock::new(),
+        }
     }
 
     #[inline]
     fn state(&self) -> PyResult<&State> {
-        self.state
-            .get()
-            .ok_or_else(|| PyAttributeError::new_err("metric is not initialised: call MetricWrapperBase.__init__"))
+        self.state.get().ok_or_else(|| {
+            PyAttributeError::new_err("metric is not initialised: call MetricWrapperBase.__init__")
+        })
     }
 
     /// The child's cells, or the reference's error for a labelled parent.
@@ -77,7 +80,10 @@ impl NativeMetric {
     fn child(&self) -> PyResult<&Arc<Child>> {
         match &self.state()?.child {
             Some(child) => Ok(child),
-            None => Err(value_error(format!("{} metric is missing label values", self.kind.metric_type().as_str()))),
+            None => Err(value_error(format!(
+                "{} metric is missing label values",
+                self.kind.metric_type().as_str()
+            ))),
         }
     }
 
@@ -124,11 +130,16 @@ fn is_most_recent(slf: &Bound<'_, NativeMetric>, kind: Kind) -> PyResult<bool> {
 }
 
 fn set_state(this: &NativeMetric, state: State) -> PyResult<()> {
-    this.state.set(state).map_err(|_| value_error("metric already initialised"))
+    this.state
+        .set(state)
+        .map_err(|_| value_error("metric already initialised"))
 }
 
 /// The label-value tuple for a positional `labels()` call, if the call is well-formed.
-fn positional_key<'py>(args: &Bound<'py, PyTuple>, expected: usize) -> PyResult<Option<Bound<'py, PyTuple>>> {
+fn positional_key<'py>(
+    args: &Bound<'py, PyTuple>,
+    expected: usize,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
     if args.len() != expected || expected == 0 {
         return Ok(None);
     }
@@ -140,7 +151,10 @@ fn positional_key<'py>(args: &Bound<'py, PyTuple>, expected: usize) -> PyResult<
 }
 
 /// The label-value tuple for a keyword `labels()` call, if the call is well-formed.
-fn keyword_key<'py>(kwargs: &Bound<'py, PyDict>, labelnames: &Bound<'py, PyTuple>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+fn keyword_key<'py>(
+    kwargs: &Bound<'py, PyDict>,
+    labelnames: &Bound<'py, PyTuple>,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
     if kwargs.len() != labelnames.len() {
         return Ok(None);
     }
@@ -154,7 +168,11 @@ fn keyword_key<'py>(kwargs: &Bound<'py, PyDict>, labelnames: &Bound<'py, PyTuple
     Ok(Some(PyTuple::new(kwargs.py(), values)?))
 }
 
-fn exemplar_from_python(py: Python<'_>, labels: &Bound<'_, PyAny>, value: f64) -> PyResult<Exemplar> {
+fn exemplar_from_python(
+    py: Python<'_>,
+    labels: &Bound<'_, PyAny>,
+    value: f64,
+) -> PyResult<Exemplar> {
     python::validate_exemplar(py, labels)?;
     let dict = labels.cast::<PyDict>()?;
     let mut pairs = dict
@@ -163,7 +181,11 @@ fn exemplar_from_python(py: Python<'_>, labels: &Bound<'_, PyAny>, value: f64) -
         .collect::<PyResult<Vec<_>>>()?;
     pairs.sort();
     let timestamp = python::time_now(py)?;
-    Ok(Exemplar { labels: pairs, value, timestamp: Some(crate::core::format::python_float_repr(timestamp)) })
+    Ok(Exemplar {
+        labels: pairs,
+        value,
+        timestamp: Some(crate::core::format::python_float_repr(timestamp)),
+    })
 }
 
 #[pymethods]
@@ -225,7 +247,12 @@ impl NativeMetric {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(State { children: Some(children), labelnames, .. }) = slf.get().state.get() {
+        if let Some(State {
+            children: Some(children),
+            labelnames,
+            ..
+        }) = slf.get().state.get()
+        {
             let py = slf.py();
             let key = match kwargs.filter(|kw| !kw.is_empty()) {
                 None => positional_key(args, labelnames.bind(py).len())?,
@@ -242,8 +269,14 @@ impl NativeMetric {
     }
 
     /// A child was added to `_metrics` (called under the metric's `_lock`).
-    fn _link_child(slf: &Bound<'_, Self>, key: Vec<String>, child: &Bound<'_, PyAny>) -> PyResult<()> {
-        let Some(family) = &slf.get().state()?.family else { return Ok(()) };
+    fn _link_child(
+        slf: &Bound<'_, Self>,
+        key: Vec<String>,
+        child: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let Some(family) = &slf.get().state()?.family else {
+            return Ok(());
+        };
         if let Ok(native) = child.cast::<NativeMetric>() {
             if let Some(cells) = native.get().state.get().and_then(|s| s.child.clone()) {
                 family.insert(key, cells);
@@ -254,7 +287,9 @@ impl NativeMetric {
 
     /// Children were removed from `_metrics`; `None` means all of them.
     fn _unlink_children(slf: &Bound<'_, Self>, keys: Option<Vec<Vec<String>>>) -> PyResult<()> {
-        let Some(family) = &slf.get().state()?.family else { return Ok(()) };
+        let Some(family) = &slf.get().state()?.family else {
+            return Ok(());
+        };
         match keys {
             None => family.clear(),
             Some(keys) => keys.iter().for_each(|k| family.remove(k)),
@@ -301,7 +336,10 @@ impl NativeMetric {
     fn _value(slf: &Bound<'_, Self>) -> PyResult<ValueView> {
         let this = slf.get();
         match this.kind {
-            Kind::Counter | Kind::Gauge => Ok(ValueView::new(this.child_or_missing(slf, "_value")?, Part::Main)),
+            Kind::Counter | Kind::Gauge => Ok(ValueView::new(
+                this.child_or_missing(slf, "_value")?,
+                Part::Main,
+            )),
             _ => Err(missing_attribute(slf, "_value")),
         }
     }
@@ -310,7 +348,10 @@ impl NativeMetric {
     fn _sum(slf: &Bound<'_, Self>) -> PyResult<ValueView> {
         let this = slf.get();
         match this.kind {
-            Kind::Summary | Kind::Histogram => Ok(ValueView::new(this.child_or_missing(slf, "_sum")?, Part::Sum)),
+            Kind::Summary | Kind::Histogram => Ok(ValueView::new(
+                this.child_or_missing(slf, "_sum")?,
+                Part::Sum,
+            )),
             _ => Err(missing_attribute(slf, "_sum")),
         }
     }
@@ -319,7 +360,10 @@ impl NativeMetric {
     fn _count(slf: &Bound<'_, Self>) -> PyResult<ValueView> {
         let this = slf.get();
         match this.kind {
-            Kind::Summary => Ok(ValueView::new(this.child_or_missing(slf, "_count")?, Part::Count)),
+            Kind::Summary => Ok(ValueView::new(
+                this.child_or_missing(slf, "_count")?,
+                Part::Count,
+            )),
             _ => Err(missing_attribute(slf, "_count")),
         }
     }
@@ -328,9 +372,13 @@ impl NativeMetric {
     fn _buckets<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyList>> {
         let this = slf.get();
         let child = this.child_or_missing(slf, "_buckets")?;
-        let ChildValue::Histogram(h) = &child.value else { return Err(missing_attribute(slf, "_buckets")) };
+        let ChildValue::Histogram(h) = &child.value else {
+            return Err(missing_attribute(slf, "_buckets"));
+        };
         let views = (0..h.bounds().len()).map(|i| ValueView::new(child.clone(), Part::Bucket(i)));
-        let views = views.map(|v| Bound::new(slf.py(), v)).collect::<PyResult<Vec<_>>>()?;
+        let views = views
+            .map(|v| Bound::new(slf.py(), v))
+            .collect::<PyResult<Vec<_>>>()?;
         PyList::new(slf.py(), views)
     }
 
@@ -345,21 +393,36 @@ impl NativeMetric {
 
     #[setter(_created)]
     fn set_created(slf: &Bound<'_, Self>, value: f64) -> PyResult<()> {
-        slf.get().child_or_missing(slf, "_created")?.set_created(value);
+        slf.get()
+            .child_or_missing(slf, "_created")?
+            .set_created(value);
         Ok(())
     }
 }
 
 impl NativeMetric {
     /// The child, or the AttributeError the reference raises for value attributes of a parent.
-    fn child_or_missing(&self, slf: &Bound<'_, NativeMetric>, attribute: &str) -> PyResult<Arc<Child>> {
-        self.state.get().and_then(|s| s.child.clone()).ok_or_else(|| missing_attribute(slf, attribute))
+    fn child_or_missing(
+        &self,
+        slf: &Bound<'_, NativeMetric>,
+        attribute: &str,
+    ) -> PyResult<Arc<Child>> {
+        self.state
+            .get()
+            .and_then(|s| s.child.clone())
+            .ok_or_else(|| missing_attribute(slf, attribute))
     }
 }
 
 fn missing_attribute(slf: &Bound<'_, NativeMetric>, attribute: &str) -> PyErr {
-    let type_name = slf.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-    PyAttributeError::new_err(format!("'{type_name}' object has no attribute '{attribute}'"))
+    let type_name = slf
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    PyAttributeError::new_err(format!(
+        "'{type_name}' object has no attribute '{attribute}'"
+    ))
 }
 
 fn negative_counter() -> PyErr {
@@ -373,13 +436,20 @@ pub struct NativeCounter;
 impl NativeCounter {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyClassInitializer<Self> {
+    fn new(
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyClassInitializer<Self> {
         PyClassInitializer::from(NativeMetric::new(Kind::Counter)).add_subclass(NativeCounter)
     }
 
     /// Increment by `amount` (default 1); whole amounts take the integer cell.
     #[pyo3(signature = (amount = None, exemplar = None))]
-    fn inc(slf: &Bound<'_, Self>, amount: Option<&Bound<'_, PyAny>>, exemplar: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn inc(
+        slf: &Bound<'_, Self>,
+        amount: Option<&Bound<'_, PyAny>>,
+        exemplar: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let child = slf.as_super().get().child()?;
         let added = match amount {
             None => {
@@ -430,7 +500,10 @@ pub struct NativeGauge;
 impl NativeGauge {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyClassInitializer<Self> {
+    fn new(
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyClassInitializer<Self> {
         PyClassInitializer::from(NativeMetric::new(Kind::Gauge)).add_subclass(NativeGauge)
     }
 
@@ -438,7 +511,9 @@ impl NativeGauge {
     fn inc(slf: &Bound<'_, Self>, amount: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let base = slf.as_super().get();
         if base.state()?.most_recent {
-            return Err(runtime_error("inc must not be used with the mostrecent mode"));
+            return Err(runtime_error(
+                "inc must not be used with the mostrecent mode",
+            ));
         }
         let child = base.child()?;
         child.gauge_add(match amount {
@@ -452,7 +527,9 @@ impl NativeGauge {
     fn dec(slf: &Bound<'_, Self>, amount: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let base = slf.as_super().get();
         if base.state()?.most_recent {
-            return Err(runtime_error("dec must not be used with the mostrecent mode"));
+            return Err(runtime_error(
+                "dec must not be used with the mostrecent mode",
+            ));
         }
         let child = base.child()?;
         child.gauge_add(match amount {
@@ -480,7 +557,10 @@ pub struct NativeSummary;
 impl NativeSummary {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyClassInitializer<Self> {
+    fn new(
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyClassInitializer<Self> {
         PyClassInitializer::from(NativeMetric::new(Kind::Summary)).add_subclass(NativeSummary)
     }
 
@@ -501,15 +581,24 @@ pub struct NativeHistogram;
 impl NativeHistogram {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyClassInitializer<Self> {
+    fn new(
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyClassInitializer<Self> {
         PyClassInitializer::from(NativeMetric::new(Kind::Histogram)).add_subclass(NativeHistogram)
     }
 
     #[pyo3(signature = (amount, exemplar = None))]
-    fn observe(slf: &Bound<'_, Self>, amount: &Bound<'_, PyAny>, exemplar: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn observe(
+        slf: &Bound<'_, Self>,
+        amount: &Bound<'_, PyAny>,
+        exemplar: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let child = slf.as_super().get().child()?;
         let v = amount::to_f64(amount)?;
-        let ChildValue::Histogram(h) = &child.value else { return Ok(()) };
+        let ChildValue::Histogram(h) = &child.value else {
+            return Ok(());
+        };
         h.observe(v);
         if let Some(labels) = exemplar.filter(|e| e.is_truthy().unwrap_or(false)) {
             if let Some(bucket) = h.bucket_index(v) {

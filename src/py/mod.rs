@@ -13,7 +13,9 @@ use pyo3::prelude::*;
 #[pyfunction]
 #[pyo3(name = "floatToGoString")]
 fn float_to_go_string(d: &Bound<'_, PyAny>) -> PyResult<String> {
-    Ok(crate::core::format::float_to_go_string(amount::float_of(d)?))
+    Ok(crate::core::format::float_to_go_string(amount::float_of(
+        d,
+    )?))
 }
 
 /// An empty native method, the floor the benchmarks measure hot paths against.
@@ -43,6 +45,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render::generate_text, m)?)?;
     m.add_function(wrap_pyfunction!(render::generate_openmetrics, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("build_profile", if cfg!(debug_assertions) { "debug" } else { "release" })?;
+    m.add(
+        "build_profile",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+    )?;
     Ok(())
 }

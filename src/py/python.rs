@@ -7,8 +7,15 @@ use pyo3::types::{PyDict, PyModule};
 
 use crate::core::model::Exemplar;
 
-fn module<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyModule>>, name: &str) -> PyResult<Bound<'py, PyModule>> {
-    Ok(cell.get_or_try_init(py, || py.import(name).map(Bound::unbind))?.bind(py).clone())
+fn module<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyModule>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyModule>> {
+    Ok(cell
+        .get_or_try_init(py, || py.import(name).map(Bound::unbind))?
+        .bind(py)
+        .clone())
 }
 
 fn samples_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
@@ -19,19 +26,26 @@ fn samples_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 /// `time.time()`.
 pub fn time_now(py: Python<'_>) -> PyResult<f64> {
     static CELL: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    module(py, &CELL, "time")?.getattr("time")?.call0()?.extract()
+    module(py, &CELL, "time")?
+        .getattr("time")?
+        .call0()?
+        .extract()
 }
 
 /// `fastprom.metrics._use_created`.
 pub fn use_created(py: Python<'_>) -> PyResult<bool> {
     static CELL: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    module(py, &CELL, "fastprom.metrics")?.getattr("_use_created")?.is_truthy()
+    module(py, &CELL, "fastprom.metrics")?
+        .getattr("_use_created")?
+        .is_truthy()
 }
 
 /// `fastprom.validation._validate_exemplar(labels)`.
 pub fn validate_exemplar(py: Python<'_>, labels: &Bound<'_, PyAny>) -> PyResult<()> {
     static CELL: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    module(py, &CELL, "fastprom.validation")?.getattr("_validate_exemplar")?.call1((labels,))?;
+    module(py, &CELL, "fastprom.validation")?
+        .getattr("_validate_exemplar")?
+        .call1((labels,))?;
     Ok(())
 }
 
@@ -42,7 +56,9 @@ pub fn exemplar<'py>(py: Python<'py>, e: &Exemplar) -> PyResult<Bound<'py, PyAny
         labels.set_item(k, v)?;
     }
     let timestamp = e.timestamp.as_ref().and_then(|t| t.parse::<f64>().ok());
-    samples_module(py)?.getattr("Exemplar")?.call1((labels, e.value, timestamp))
+    samples_module(py)?
+        .getattr("Exemplar")?
+        .call1((labels, e.value, timestamp))
 }
 
 /// `Sample(name, labels, value, None, exemplar)`.
@@ -54,5 +70,7 @@ pub fn sample<'py>(
     exemplar: Option<&Exemplar>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let exemplar = exemplar.map(|e| self::exemplar(py, e)).transpose()?;
-    samples_module(py)?.getattr("Sample")?.call1((name, labels, value, py.None(), exemplar))
+    samples_module(py)?
+        .getattr("Sample")?
+        .call1((name, labels, value, py.None(), exemplar))
 }

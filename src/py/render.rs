@@ -15,7 +15,8 @@ use super::metric::NativeMetric;
 use super::python;
 use crate::core::family::FamilyView;
 use crate::core::model::{
-    Escaping, Exemplar, FamilySource, MetricType, NativeHistogram, OwnedFamily, OwnedSample, Sample, SampleTimestamp,
+    Escaping, Exemplar, FamilySource, MetricType, NativeHistogram, OwnedFamily, OwnedSample,
+    Sample, SampleTimestamp,
 };
 use crate::core::{openmetrics, text};
 
@@ -42,7 +43,11 @@ impl Item {
 
 /// Prometheus text format (0.0.4 / 1.0.0) of any object with `collect()`.
 #[pyfunction]
-pub fn generate_text<'py>(py: Python<'py>, registry: &Bound<'py, PyAny>, escaping: &str) -> PyResult<Bound<'py, PyBytes>> {
+pub fn generate_text<'py>(
+    py: Python<'py>,
+    registry: &Bound<'py, PyAny>,
+    escaping: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
     render(py, registry, Escaping::parse(escaping), Format::Text)
 }
 
@@ -54,17 +59,29 @@ pub fn generate_openmetrics<'py>(
     escaping: &str,
     native_histograms: bool,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    render(py, registry, Escaping::parse(escaping), Format::OpenMetrics(native_histograms))
+    render(
+        py,
+        registry,
+        Escaping::parse(escaping),
+        Format::OpenMetrics(native_histograms),
+    )
 }
 
-fn render<'py>(py: Python<'py>, registry: &Bound<'py, PyAny>, escaping: Escaping, format: Format) -> PyResult<Bound<'py, PyBytes>> {
+fn render<'py>(
+    py: Python<'py>,
+    registry: &Bound<'py, PyAny>,
+    escaping: Escaping,
+    format: Format,
+) -> PyResult<Bound<'py, PyBytes>> {
     let items = gather(py, registry, format)?;
     let output = py.detach(|| {
         let sources: Vec<&dyn FamilySource> = items.iter().map(Item::source).collect();
         let mut out = Vec::with_capacity(4096);
         let result = match format {
             Format::Text => text::write_text(&mut out, &sources, escaping),
-            Format::OpenMetrics(nh) => openmetrics::write_openmetrics(&mut out, &sources, escaping, nh),
+            Format::OpenMetrics(nh) => {
+                openmetrics::write_openmetrics(&mut out, &sources, escaping, nh)
+            }
         };
         result.map(|_| out)
     });
@@ -102,18 +119,21 @@ fn gather(py: Python<'_>, registry: &Bound<'_, PyAny>, format: Format) -> PyResu
 /// Converts a Python `Metric`; an error gets the metric appended to its args, as the
 /// reference's writers do.
 fn convert(metric: &Bound<'_, PyAny>, format: Format) -> PyResult<OwnedFamily> {
-    convert_metric(metric, format).map_err(|err| {
+    convert_metric(metric, format).inspect_err(|err| {
         let py = metric.py();
         let value = err.value(py);
         let appended = value.getattr("args").and_then(|args| {
             let args = args.cast_into::<PyTuple>()?;
-            let base = if args.is_empty() { PyTuple::new(py, [""])? } else { args };
+            let base = if args.is_empty() {
+                PyTuple::new(py, [""])?
+            } else {
+                args
+            };
             base.add(PyTuple::new(py, [metric])?)
         });
         if let Ok(args) = appended {
             let _ = value.setattr("args", args);
         }
-        err
     })
 }
 
@@ -121,10 +141,21 @@ fn convert_metric(metric: &Bound<'_, PyAny>, format: Format) -> PyResult<OwnedFa
     let name: String = metric.getattr("name")?.extract()?;
     let documentation = str_for_replace(&metric.getattr("documentation")?)?;
     let type_name: String = metric.getattr("type")?.extract()?;
-    let metric_type = MetricType::parse(&type_name).ok_or_else(|| value_error(format!("Invalid metric type: {type_name}")))?;
+    let metric_type = MetricType::parse(&type_name)
+        .ok_or_else(|| value_error(format!("Invalid metric type: {type_name}")))?;
     let unit = metric.getattr("unit")?;
-    let unit = if unit.is_truthy()? { unit.str()?.to_string() } else { String::new() };
-    let mut family = OwnedFamily { name, documentation, metric_type, unit, samples: Vec::new() };
+    let unit = if unit.is_truthy()? {
+        unit.str()?.to_string()
+    } else {
+        String::new()
+    };
+    let mut family = OwnedFamily {
+        name,
+        documentation,
+        metric_type,
+        unit,
+        samples: Vec::new(),
+    };
     for sample in metric.getattr("samples")?.try_iter()? {
         if let Some(s) = convert_sample(&family, &sample?, format)? {
             family.samples.push(s);
@@ -135,16 +166,30 @@ fn convert_metric(metric: &Bound<'_, PyAny>, format: Format) -> PyResult<OwnedFa
 
 /// One sample, checked in the order the reference's writers touch its fields; `None` when the
 /// format skips it (a native histogram before OpenMetrics 2.0.0).
-fn convert_sample(family: &OwnedFamily, s: &Bound<'_, PyAny>, format: Format) -> PyResult<Option<OwnedSample>> {
+fn convert_sample(
+    family: &OwnedFamily,
+    s: &Bound<'_, PyAny>,
+    format: Format,
+) -> PyResult<Option<OwnedSample>> {
     let name: String = s.getattr("name")?.extract()?;
     let labels = label_pairs(&s.getattr("labels")?)?;
-    let mut sample = OwnedSample { name, labels, value: None, timestamp: None, exemplar: None, native_histogram: None };
+    let mut sample = OwnedSample {
+        name,
+        labels,
+        value: None,
+        timestamp: None,
+        exemplar: None,
+        native_histogram: None,
+    };
     let timestamp = s.getattr("timestamp")?;
     let native_histogram = s.getattr("native_histogram")?;
     match format {
         Format::Text => {
             if !timestamp.is_none() {
-                sample.timestamp = Some(SampleTimestamp { millis: millis(&timestamp)?, openmetrics: String::new() });
+                sample.timestamp = Some(SampleTimestamp {
+                    millis: millis(&timestamp)?,
+                    openmetrics: String::new(),
+                });
             }
             sample.value = Some(amount::float_of(&s.getattr("value")?)?);
         }
@@ -155,13 +200,20 @@ fn convert_sample(family: &OwnedFamily, s: &Bound<'_, PyAny>, format: Format) ->
                 sample.exemplar = Some(convert_exemplar(&exemplar)?);
             }
             if !timestamp.is_none() {
-                sample.timestamp = Some(SampleTimestamp { millis: String::new(), openmetrics: timestamp.str()?.to_string() });
+                sample.timestamp = Some(SampleTimestamp {
+                    millis: String::new(),
+                    openmetrics: timestamp.str()?.to_string(),
+                });
             }
             if native_histogram.is_truthy()? {
                 if !emit_native_histograms {
                     return Ok(None);
                 }
-                sample.native_histogram = Some(convert_native_histogram(family, &sample, &native_histogram)?);
+                sample.native_histogram = Some(convert_native_histogram(
+                    family,
+                    &sample,
+                    &native_histogram,
+                )?);
             } else {
                 let value = s.getattr("value")?;
                 if !value.is_none() {
@@ -186,7 +238,10 @@ fn check_exemplar_allowed(family: &OwnedFamily, sample: &OwnedSample) -> PyResul
     if openmetrics::exemplar_allowed(family.metric_type, &family.name, &view) {
         Ok(())
     } else {
-        Err(value_error(format!("Metric {} has exemplars, but is not a histogram bucket or counter", family.name)))
+        Err(value_error(format!(
+            "Metric {} has exemplars, but is not a histogram bucket or counter",
+            family.name
+        )))
     }
 }
 
@@ -213,12 +268,18 @@ fn label_pairs(labels: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
 fn str_for_replace(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     match obj.cast::<PyString>() {
         Ok(s) => Ok(s.to_string()),
-        Err(_) => Err(PyAttributeError::new_err(format!("'{}' object has no attribute 'replace'", type_name(obj)))),
+        Err(_) => Err(PyAttributeError::new_err(format!(
+            "'{}' object has no attribute 'replace'",
+            type_name(obj)
+        ))),
     }
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
 }
 
 /// `int(float(ts) * 1000)` in decimal.
@@ -229,19 +290,35 @@ fn millis(timestamp: &Bound<'_, PyAny>) -> PyResult<String> {
     }
     // Python's int() gives the exact digits of huge floats and the errors for inf and NaN.
     let py = timestamp.py();
-    Ok(py.get_type::<pyo3::types::PyInt>().call1((ms,))?.str()?.to_string())
+    Ok(py
+        .get_type::<pyo3::types::PyInt>()
+        .call1((ms,))?
+        .str()?
+        .to_string())
 }
 
 fn convert_exemplar(exemplar: &Bound<'_, PyAny>) -> PyResult<Exemplar> {
     let labels = label_pairs(&exemplar.getattr("labels")?)?;
     let value = amount::float_of(&exemplar.getattr("value")?)?;
     let timestamp = exemplar.getattr("timestamp")?;
-    let timestamp = if timestamp.is_none() { None } else { Some(timestamp.str()?.to_string()) };
-    Ok(Exemplar { labels, value, timestamp })
+    let timestamp = if timestamp.is_none() {
+        None
+    } else {
+        Some(timestamp.str()?.to_string())
+    };
+    Ok(Exemplar {
+        labels,
+        value,
+        timestamp,
+    })
 }
 
 /// The `{count:..,sum:..,...}` value, numbers printed with Python's `str()`.
-fn convert_native_histogram(family: &OwnedFamily, sample: &OwnedSample, nh: &Bound<'_, PyAny>) -> PyResult<NativeHistogram> {
+fn convert_native_histogram(
+    family: &OwnedFamily,
+    sample: &OwnedSample,
+    nh: &Bound<'_, PyAny>,
+) -> PyResult<NativeHistogram> {
     let field = |name: &str| -> PyResult<String> { Ok(nh.getattr(name)?.str()?.to_string()) };
     let mut body = format!(
         "{{count:{},sum:{},schema:{},zero_threshold:{},zero_count:{}",
@@ -251,7 +328,10 @@ fn convert_native_histogram(family: &OwnedFamily, sample: &OwnedSample, nh: &Bou
         field("zero_threshold")?,
         field("zero_count")?
     );
-    for (sign, spans, deltas) in [("negative", "neg_spans", "neg_deltas"), ("positive", "pos_spans", "pos_deltas")] {
+    for (sign, spans, deltas) in [
+        ("negative", "neg_spans", "neg_deltas"),
+        ("positive", "pos_spans", "pos_deltas"),
+    ] {
         let spans = nh.getattr(spans)?;
         if !spans.is_truthy()? {
             continue;
@@ -260,7 +340,11 @@ fn convert_native_histogram(family: &OwnedFamily, sample: &OwnedSample, nh: &Bou
             .try_iter()?
             .map(|span| {
                 let span = span?;
-                Ok(format!("{}:{}", span.get_item(0)?.str()?, span.get_item(1)?.str()?))
+                Ok(format!(
+                    "{}:{}",
+                    span.get_item(0)?.str()?,
+                    span.get_item(1)?.str()?
+                ))
             })
             .collect::<PyResult<Vec<_>>>()?;
         let deltas = nh
@@ -268,7 +352,11 @@ fn convert_native_histogram(family: &OwnedFamily, sample: &OwnedSample, nh: &Bou
             .try_iter()?
             .map(|d| Ok(d?.str()?.to_string()))
             .collect::<PyResult<Vec<_>>>()?;
-        body.push_str(&format!(",{sign}_spans:[{}],{sign}_deltas:[{}]", spans.join(","), deltas.join(",")));
+        body.push_str(&format!(
+            ",{sign}_spans:[{}],{sign}_deltas:[{}]",
+            spans.join(","),
+            deltas.join(",")
+        ));
     }
     body.push('}');
     let mut exemplars = Vec::new();

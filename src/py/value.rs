@@ -96,18 +96,29 @@ impl ValueView {
 
     /// Takes an `Exemplar(labels, value, timestamp)`.
     fn set_exemplar(&self, exemplar: &Bound<'_, PyAny>) -> PyResult<()> {
-        let labels: Vec<(String, String)> = exemplar.getattr("labels")?.extract::<std::collections::BTreeMap<String, String>>()?.into_iter().collect();
+        let labels: Vec<(String, String)> = exemplar
+            .getattr("labels")?
+            .extract::<std::collections::BTreeMap<String, String>>()?
+            .into_iter()
+            .collect();
         let timestamp = exemplar.getattr("timestamp")?;
         let stored = Exemplar {
             labels,
             value: amount::float_of(&exemplar.getattr("value")?)?,
-            timestamp: if timestamp.is_none() { None } else { Some(timestamp.str()?.to_string()) },
+            timestamp: if timestamp.is_none() {
+                None
+            } else {
+                Some(timestamp.str()?.to_string())
+            },
         };
         self.child.set_exemplar(self.exemplar_slot(), stored);
         Ok(())
     }
 
     fn get_exemplar<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.child.exemplar(self.exemplar_slot()).map(|e| python::exemplar(py, &e)).transpose()
+        self.child
+            .exemplar(self.exemplar_slot())
+            .map(|e| python::exemplar(py, &e))
+            .transpose()
     }
 }
