@@ -86,7 +86,7 @@ class _PrometheusRedirectHandler(HTTPRedirectHandler):
         method = getattr(req, "method", req.get_method())
         allowed = (
             (code in (301, 302, 303, 307) and method in ("GET", "HEAD"))
-            or (code in (301, 302, 303) and method in ("POST",))
+            or (code in (301, 302, 303) and method in ("POST", "PUT"))
         )
         if not allowed:
             raise HTTPError(req.full_url, code, msg, headers, fp)

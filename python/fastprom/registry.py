@@ -175,11 +175,33 @@ class CollectorRegistry:
         """
         if labels is None:
             labels = {}
-        for metric in self.collect():
-            for s in metric.samples:
-                if s.name == name and s.labels == labels:
-                    return s.value
+        if type(self).collect is not CollectorRegistry.collect or type(labels) is not dict:
+            return _find_sample(self.collect(), name, labels)
+        target_info, collectors = self._snapshot()
+        if target_info:
+            value = _find_sample([target_info], name, labels)
+            if value is not None:
+                return value
+        for collector in collectors:
+            if _renders_natively(collector):
+                # fastprom metrics answer from their cells without building samples.
+                found, value = collector._sample_value(name, labels)
+                if found is not None:
+                    if found:
+                        return value
+                    continue
+            value = _find_sample(collector.collect(), name, labels)
+            if value is not None:
+                return value
         return None
+
+
+def _find_sample(metrics, name, labels):
+    for metric in metrics:
+        for s in metric.samples:
+            if s.name == name and s.labels == labels:
+                return s.value
+    return None
 
 
 class RestrictedRegistry:

@@ -1,9 +1,11 @@
 //! Metric families and their children (one child per label-value set).
 
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use indexmap::IndexMap;
+use indexmap::IndexSet;
 
 use super::cell::{add_f64, add_u64, load_f64, load_u64, store_f64, zeroed};
 use super::format::float_to_go_string;
@@ -21,6 +23,8 @@ pub enum ChildValue {
 
 /// One time series set: a labelled child, or the single child of an unlabelled metric.
 pub struct Child {
+    /// Label values in label-name order (empty for an unlabelled metric).
+    pub label_values: Box<[String]>,
     pub value: ChildValue,
     created: AtomicU64,
     /// Exemplars per bucket (slot 0 for a counter); empty until one is set.
@@ -28,6 +32,8 @@ pub struct Child {
     has_exemplar: AtomicBool,
     /// A Python callback supplies this child's samples (`Gauge.set_function`).
     python_samples: AtomicBool,
+    /// The flag of the family this child belongs to, which it raises too.
+    family_python_samples: OnceLock<Arc<AtomicBool>>,
 }
 
 /// What `Child::visit` reports for each sample, before family labels are added.
@@ -40,29 +46,31 @@ pub struct ChildSample<'a> {
 }
 
 impl Child {
-    pub fn counter(created: f64) -> Child {
-        Child::new(ChildValue::Counter(zeroed(2)), created)
+    pub fn counter(labels: Vec<String>, created: f64) -> Child {
+        Child::new(labels, ChildValue::Counter(zeroed(2)), created)
     }
 
-    pub fn gauge() -> Child {
-        Child::new(ChildValue::Gauge(AtomicU64::new(0)), 0.0)
+    pub fn gauge(labels: Vec<String>) -> Child {
+        Child::new(labels, ChildValue::Gauge(AtomicU64::new(0)), 0.0)
     }
 
-    pub fn summary(created: f64) -> Child {
-        Child::new(ChildValue::Summary(HotCold::new(&[])), created)
+    pub fn summary(labels: Vec<String>, created: f64) -> Child {
+        Child::new(labels, ChildValue::Summary(HotCold::new(&[])), created)
     }
 
-    pub fn histogram(created: f64, bounds: &[f64]) -> Child {
-        Child::new(ChildValue::Histogram(HotCold::new(bounds)), created)
+    pub fn histogram(labels: Vec<String>, created: f64, bounds: &[f64]) -> Child {
+        Child::new(labels, ChildValue::Histogram(HotCold::new(bounds)), created)
     }
 
-    fn new(value: ChildValue, created: f64) -> Child {
+    fn new(labels: Vec<String>, value: ChildValue, created: f64) -> Child {
         Child {
+            label_values: labels.into_boxed_slice(),
             value,
             created: AtomicU64::new(created.to_bits()),
             exemplars: Mutex::new(Vec::new()),
             has_exemplar: AtomicBool::new(false),
             python_samples: AtomicBool::new(false),
+            family_python_samples: OnceLock::new(),
         }
     }
 
@@ -75,7 +83,20 @@ impl Child {
     }
 
     pub fn set_python_samples(&self) {
-        self.python_samples.store(true, Ordering::Release)
+        self.python_samples.store(true, Ordering::Release);
+        if let Some(flag) = self.family_python_samples.get() {
+            flag.store(true, Ordering::Release);
+        }
+    }
+
+    /// Joins a family: from now on a Python sample source here marks the family too.
+    fn join(&self, family_flag: &Arc<AtomicBool>) {
+        let flag = self
+            .family_python_samples
+            .get_or_init(|| family_flag.clone());
+        if self.has_python_samples() {
+            flag.store(true, Ordering::Release);
+        }
     }
 
     pub fn has_python_samples(&self) -> bool {
@@ -202,6 +223,29 @@ impl Child {
     }
 }
 
+/// A child in a family's set, hashed and compared by its label values.
+struct Keyed(Arc<Child>);
+
+impl Hash for Keyed {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.label_values.hash(state)
+    }
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Keyed) -> bool {
+        self.0.label_values == other.0.label_values
+    }
+}
+
+impl Eq for Keyed {}
+
+impl Borrow<[String]> for Keyed {
+    fn borrow(&self) -> &[String] {
+        &self.0.label_values
+    }
+}
+
 /// A metric registered in a registry: its metadata and children in insertion order.
 pub struct Family {
     pub name: String,
@@ -209,12 +253,14 @@ pub struct Family {
     pub unit: String,
     pub metric_type: MetricType,
     pub labelnames: Vec<String>,
-    /// Label name indexes in sorted name order, and where `le` falls among them.
+    /// Indexes of the distinct label names in sorted name order, and where `le` falls among them.
     sorted_labels: Vec<usize>,
     le_position: usize,
     /// `le` label values of a histogram's buckets.
     le_values: Vec<String>,
-    children: Mutex<IndexMap<Vec<String>, Arc<Child>>>,
+    children: Mutex<IndexSet<Keyed>>,
+    /// Some child's samples come from Python (it stays set after that child is removed).
+    python_samples: Arc<AtomicBool>,
 }
 
 impl Family {
@@ -226,7 +272,10 @@ impl Family {
         labelnames: Vec<String>,
         bounds: &[f64],
     ) -> Family {
-        let mut sorted_labels: Vec<usize> = (0..labelnames.len()).collect();
+        // A repeated label name keeps its last value, as Python's dict(zip(names, values)) does.
+        let mut sorted_labels: Vec<usize> = (0..labelnames.len())
+            .filter(|i| !labelnames[i + 1..].contains(&labelnames[*i]))
+            .collect();
         sorted_labels.sort_by(|a, b| labelnames[*a].cmp(&labelnames[*b]));
         let le_position = sorted_labels
             .iter()
@@ -241,17 +290,24 @@ impl Family {
             sorted_labels,
             le_position,
             le_values: bounds.iter().map(|b| float_to_go_string(*b)).collect(),
-            children: Mutex::new(IndexMap::new()),
+            children: Mutex::new(IndexSet::new()),
+            python_samples: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    fn lock_children(&self) -> MutexGuard<'_, IndexMap<Vec<String>, Arc<Child>>> {
+    fn lock_children(&self) -> MutexGuard<'_, IndexSet<Keyed>> {
         self.children.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a child; a child already present under these values stays.
-    pub fn insert(&self, values: Vec<String>, child: Arc<Child>) {
-        self.lock_children().entry(values).or_insert(child);
+    /// Adds a child; a child already present under the same label values stays.
+    pub fn insert(&self, child: Arc<Child>) {
+        child.join(&self.python_samples);
+        self.lock_children().insert(Keyed(child));
+    }
+
+    /// Whether some child's samples come from Python, so only Python can collect this family.
+    pub fn needs_python(&self) -> bool {
+        self.python_samples.load(Ordering::Acquire)
     }
 
     pub fn remove(&self, values: &[String]) {
@@ -263,11 +319,46 @@ impl Family {
     }
 
     /// The children as they are now, so rendering holds no lock.
-    pub fn children(&self) -> Vec<(Vec<String>, Arc<Child>)> {
-        let children = self.lock_children();
-        children
+    pub fn children(&self) -> Vec<Arc<Child>> {
+        self.lock_children().iter().map(|k| k.0.clone()).collect()
+    }
+
+    fn has_repeated_labels(&self) -> bool {
+        self.sorted_labels.len() != self.labelnames.len()
+    }
+
+    /// The children whose label set is exactly `labels` (pairs in any order), first one first.
+    fn children_labelled(&self, labels: &[(&str, &str)]) -> Vec<Arc<Child>> {
+        if labels.len() != self.sorted_labels.len() {
+            return Vec::new();
+        }
+        let lookup = |name: &str| labels.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let Some(wanted) = self
+            .labelnames
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|n| lookup(n))
+            .collect::<Option<Vec<&str>>>()
+        else {
+            return Vec::new();
+        };
+        if !self.has_repeated_labels() {
+            let key: Vec<String> = wanted.iter().map(|v| v.to_string()).collect();
+            return self
+                .lock_children()
+                .get(&key[..])
+                .map(|k| vec![k.0.clone()])
+                .unwrap_or_default();
+        }
+        // Repeated names: a child matches when each distinct name's last value matches.
+        let matches = |c: &Child| {
+            self.sorted_labels
+                .iter()
+                .all(|i| c.label_values.get(*i).map(String::as_str) == Some(wanted[*i]))
+        };
+        self.lock_children()
+            .iter()
+            .filter(|k| matches(&k.0))
+            .map(|k| k.0.clone())
             .collect()
     }
 }
@@ -275,7 +366,7 @@ impl Family {
 /// A family and a snapshot of its children, ready for a writer.
 pub struct FamilyView {
     pub family: Arc<Family>,
-    pub children: Vec<(Vec<String>, Arc<Child>)>,
+    pub children: Vec<Arc<Child>>,
     pub use_created: bool,
 }
 
@@ -287,11 +378,6 @@ impl FamilyView {
             children,
             use_created,
         }
-    }
-
-    /// Whether some child's samples come from Python (the view cannot render those).
-    pub fn needs_python(&self) -> bool {
-        self.children.iter().any(|(_, c)| c.has_python_samples())
     }
 }
 
@@ -313,9 +399,9 @@ impl FamilySource for FamilyView {
         let family = &*self.family;
         let mut base: Vec<(&str, &str)> = Vec::with_capacity(family.labelnames.len() + 1);
         let mut with_le: Vec<(&str, &str)> = Vec::with_capacity(family.labelnames.len() + 1);
-        for (values, child) in &self.children {
+        for child in &self.children {
             base.clear();
-            let value = |i: usize| values.get(i).map_or("", String::as_str);
+            let value = |i: usize| child.label_values.get(i).map_or("", String::as_str);
             base.extend(
                 family
                     .sorted_labels
@@ -347,6 +433,41 @@ impl FamilySource for FamilyView {
     }
 }
 
+/// `registry.get_sample_value` for one family, without building its samples: the value of the
+/// first sample named `name` whose labels are exactly `labels` (pairs in any order).
+pub fn find_sample(
+    family: &Family,
+    use_created: bool,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    let suffix = name.strip_prefix(family.name.as_str())?;
+    let (le, series) = match suffix {
+        "_bucket" => {
+            let (le, rest): (Vec<_>, Vec<_>) =
+                labels.iter().copied().partition(|(k, _)| *k == "le");
+            (Some(le.first()?.1), rest)
+        }
+        _ => (None, labels.to_vec()),
+    };
+    let bucket = match le {
+        Some(le) => Some(family.le_values.iter().position(|v| v == le)?),
+        None => None,
+    };
+    for child in family.children_labelled(&series) {
+        let mut found = None;
+        child.visit(use_created, &mut |s| {
+            if found.is_none() && s.suffix == suffix && s.bucket == bucket {
+                found = Some(s.value);
+            }
+        });
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,65 +487,91 @@ mod tests {
         out
     }
 
-    #[test]
-    fn counter_family_renders_children_in_insertion_order() {
-        let f = Arc::new(Family::new(
-            "c".into(),
+    fn strings(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| v.to_string()).collect()
+    }
+
+    fn family(metric_type: MetricType, labelnames: &[&str], bounds: &[f64]) -> Arc<Family> {
+        Arc::new(Family::new(
+            "m".into(),
             "d".into(),
             "".into(),
-            MetricType::Counter,
-            vec!["b".into(), "a".into()],
-            &[],
-        ));
-        let x = Arc::new(Child::counter(5.0));
+            metric_type,
+            strings(labelnames),
+            bounds,
+        ))
+    }
+
+    #[test]
+    fn counter_family_renders_children_in_insertion_order() {
+        let f = family(MetricType::Counter, &["b", "a"], &[]);
+        let x = Arc::new(Child::counter(strings(&["2", "1"]), 5.0));
         x.counter_inc_int(2);
         x.counter_inc(0.5);
-        f.insert(vec!["2".into(), "1".into()], x);
-        f.insert(vec!["4".into(), "3".into()], Arc::new(Child::counter(6.0)));
-        let view = FamilyView::new(f.clone(), true);
+        f.insert(x);
+        f.insert(Arc::new(Child::counter(strings(&["4", "3"]), 6.0)));
         assert_eq!(
-            collect(&view),
+            collect(&FamilyView::new(f.clone(), true)),
             vec![
-                r#"c_total ["a=1", "b=2"] 2.5"#,
-                r#"c_created ["a=1", "b=2"] 5"#,
-                r#"c_total ["a=3", "b=4"] 0"#,
-                r#"c_created ["a=3", "b=4"] 6"#,
+                r#"m_total ["a=1", "b=2"] 2.5"#,
+                r#"m_created ["a=1", "b=2"] 5"#,
+                r#"m_total ["a=3", "b=4"] 0"#,
+                r#"m_created ["a=3", "b=4"] 6"#,
             ]
         );
-        f.remove(&["2".to_string(), "1".to_string()]);
+        assert_eq!(
+            find_sample(&f, true, "m_total", &[("a", "1"), ("b", "2")]),
+            Some(2.5)
+        );
+        assert_eq!(
+            find_sample(&f, false, "m_created", &[("a", "1"), ("b", "2")]),
+            None
+        );
+        assert_eq!(find_sample(&f, true, "m_total", &[("a", "1")]), None);
+        f.remove(&strings(&["2", "1"]));
         assert_eq!(FamilyView::new(f.clone(), false).children.len(), 1);
+        assert_eq!(
+            find_sample(&f, true, "m_total", &[("a", "1"), ("b", "2")]),
+            None
+        );
     }
 
     #[test]
     fn histogram_inserts_le_in_sorted_position() {
-        let f = Arc::new(Family::new(
-            "h".into(),
-            "d".into(),
-            "".into(),
-            MetricType::Histogram,
-            vec!["z".into(), "a".into()],
+        let f = family(MetricType::Histogram, &["z", "a"], &[1.0, f64::INFINITY]);
+        let child = Arc::new(Child::histogram(
+            strings(&["zv", "av"]),
+            1.0,
             &[1.0, f64::INFINITY],
         ));
-        let child = Arc::new(Child::histogram(1.0, &[1.0, f64::INFINITY]));
-        child.observe_for_test(0.5);
-        child.observe_for_test(3.0);
-        f.insert(vec!["zv".into(), "av".into()], child);
+        if let ChildValue::Histogram(h) = &child.value {
+            h.observe(0.5);
+            h.observe(3.0);
+        }
+        f.insert(child);
         assert_eq!(
             collect(&FamilyView::new(f.clone(), false)),
             vec![
-                r#"h_bucket ["a=av", "le=1.0", "z=zv"] 1"#,
-                r#"h_bucket ["a=av", "le=+Inf", "z=zv"] 2"#,
-                r#"h_count ["a=av", "z=zv"] 2"#,
-                r#"h_sum ["a=av", "z=zv"] 3.5"#,
+                r#"m_bucket ["a=av", "le=1.0", "z=zv"] 1"#,
+                r#"m_bucket ["a=av", "le=+Inf", "z=zv"] 2"#,
+                r#"m_count ["a=av", "z=zv"] 2"#,
+                r#"m_sum ["a=av", "z=zv"] 3.5"#,
             ]
         );
+        let labels = [("le", "+Inf"), ("z", "zv"), ("a", "av")];
+        assert_eq!(find_sample(&f, false, "m_bucket", &labels), Some(2.0));
+        assert_eq!(find_sample(&f, false, "m_sum", &labels[1..]), Some(3.5));
+        assert_eq!(find_sample(&f, false, "m_bucket", &labels[1..]), None);
     }
 
-    impl Child {
-        fn observe_for_test(&self, v: f64) {
-            if let ChildValue::Histogram(h) = &self.value {
-                h.observe(v)
-            }
-        }
+    #[test]
+    fn repeated_label_names_keep_the_last_value() {
+        let f = family(MetricType::Gauge, &["l", "l"], &[]);
+        f.insert(Arc::new(Child::gauge(strings(&["a", "b"]))));
+        assert_eq!(
+            collect(&FamilyView::new(f.clone(), false)),
+            vec![r#"m ["l=b"] 0"#]
+        );
+        assert_eq!(find_sample(&f, false, "m", &[("l", "b")]), Some(0.0));
     }
 }

@@ -15,7 +15,7 @@ use super::amount::{self, Amount};
 use super::errors::{runtime_error, value_error};
 use super::python;
 use super::value::{Part, ValueView};
-use crate::core::family::{Child, ChildValue, Family, FamilyView};
+use crate::core::family::{find_sample, Child, ChildValue, Family, FamilyView};
 use crate::core::model::{Exemplar, MetricType};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -88,14 +88,14 @@ impl NativeMetric {
     }
 
     /// The family to render natively, or None when Python must produce the samples.
-    pub fn family_view(&self, use_created: bool) -> Option<FamilyView> {
+    fn native_family(&self) -> Option<&Arc<Family>> {
         let state = self.state.get()?;
         let family = state.family.as_ref()?;
-        if !state.renders_natively {
-            return None;
-        }
-        let view = FamilyView::new(family.clone(), use_created);
-        (!view.needs_python()).then_some(view)
+        (state.renders_natively && !family.needs_python()).then_some(family)
+    }
+
+    pub fn family_view(&self, use_created: bool) -> Option<FamilyView> {
+        Some(FamilyView::new(self.native_family()?.clone(), use_created))
     }
 }
 
@@ -212,16 +212,17 @@ impl NativeMetric {
     /// Sets up an observable metric (unlabelled, or a child) with its creation time.
     fn _init_child(slf: &Bound<'_, Self>, created: f64) -> PyResult<()> {
         let this = slf.get();
+        let labels: Vec<String> = slf.getattr("_labelvalues")?.extract()?;
+        let top_level = labels.is_empty();
         let child = Arc::new(match this.kind {
-            Kind::Counter => Child::counter(created),
-            Kind::Gauge => Child::gauge(),
-            Kind::Summary => Child::summary(created),
-            Kind::Histogram => Child::histogram(created, &upper_bounds(slf, this.kind)?),
+            Kind::Counter => Child::counter(labels, created),
+            Kind::Gauge => Child::gauge(labels),
+            Kind::Summary => Child::summary(labels, created),
+            Kind::Histogram => Child::histogram(labels, created, &upper_bounds(slf, this.kind)?),
         });
-        let top_level = slf.getattr("_labelvalues")?.is_empty()?;
         let (family, renders_natively) = if top_level {
             let (family, native) = build_family(slf, this.kind)?;
-            family.insert(Vec::new(), child.clone());
+            family.insert(child.clone());
             (Some(family), native)
         } else {
             (None, true)
@@ -271,18 +272,46 @@ impl NativeMetric {
     /// A child was added to `_metrics` (called under the metric's `_lock`).
     fn _link_child(
         slf: &Bound<'_, Self>,
-        key: Vec<String>,
+        key: &Bound<'_, PyAny>,
         child: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        // The family keys a child by its own `_labelvalues`; `key` mirrors the Python hook.
+        let _ = key;
         let Some(family) = &slf.get().state()?.family else {
             return Ok(());
         };
         if let Ok(native) = child.cast::<NativeMetric>() {
             if let Some(cells) = native.get().state.get().and_then(|s| s.child.clone()) {
-                family.insert(key, cells);
+                family.insert(cells);
             }
         }
         Ok(())
+    }
+
+    /// `(found, value)` of the first sample named `name` with exactly `labels`, read from the
+    /// cells; `found` is None when Python must collect this metric instead.
+    fn _sample_value(
+        slf: &Bound<'_, Self>,
+        name: &str,
+        labels: &Bound<'_, PyDict>,
+    ) -> PyResult<(Option<bool>, Option<f64>)> {
+        let Some(family) = slf.get().native_family() else {
+            return Ok((None, None));
+        };
+        let mut pairs = Vec::with_capacity(labels.len());
+        for (k, v) in labels.iter() {
+            match (k.cast::<PyString>(), v.cast::<PyString>()) {
+                (Ok(k), Ok(v)) => pairs.push((k.to_string(), v.to_string())),
+                // Native label values are all str, and a str never equals anything else.
+                _ => return Ok((Some(false), None)),
+            }
+        }
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let value = find_sample(family, python::use_created(slf.py())?, name, &pairs);
+        Ok((Some(value.is_some()), value))
     }
 
     /// Children were removed from `_metrics`; `None` means all of them.

@@ -4,7 +4,6 @@ from django.http import HttpResponse
 from django.views import View
 
 import fastprom
-from fastprom import multiprocess
 from fastprom.exposition import _bake_output
 
 
@@ -15,6 +14,8 @@ class PrometheusDjangoView(View):
     def get(self, request, *args, **kwargs):
         if self.registry is None:
             if self.multiprocess_mode:
+                # Imported here so the view works without multiprocess support.
+                from fastprom import multiprocess
                 self.registry = fastprom.CollectorRegistry()
                 multiprocess.MultiProcessCollector(self.registry)
             else:
