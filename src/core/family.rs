@@ -7,15 +7,15 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use indexmap::IndexSet;
 
-use super::cell::{add_f64, add_u64, load_f64, load_u64, store_f64, zeroed};
+use super::cell::{add_f64, load_f64, store_f64};
+use super::counter::CounterCells;
 use super::format::float_to_go_string;
 use super::hotcold::HotCold;
 use super::model::{Exemplar, FamilySource, MetricType, Sample};
 
 /// The value cells of one child.
 pub enum ChildValue {
-    /// Slot 0: f64 sum of fractional increments; slot 1: integer increments.
-    Counter(Box<[AtomicU64]>),
+    Counter(CounterCells),
     Gauge(AtomicU64),
     Summary(HotCold),
     Histogram(HotCold),
@@ -47,7 +47,7 @@ pub struct ChildSample<'a> {
 
 impl Child {
     pub fn counter(labels: Vec<String>, created: f64) -> Child {
-        Child::new(labels, ChildValue::Counter(zeroed(2)), created)
+        Child::new(labels, ChildValue::Counter(CounterCells::default()), created)
     }
 
     pub fn gauge(labels: Vec<String>) -> Child {
@@ -106,22 +106,22 @@ impl Child {
     /// A counter's whole increments take the integer slot; others go to the float slot.
     #[inline]
     pub fn counter_inc_int(&self, n: u64) {
-        if let ChildValue::Counter(slots) = &self.value {
-            add_u64(&slots[1], n)
+        if let ChildValue::Counter(c) = &self.value {
+            c.inc_int(n)
         }
     }
 
     #[inline]
     pub fn counter_inc(&self, v: f64) {
-        if let ChildValue::Counter(slots) = &self.value {
-            add_f64(&slots[0], v)
+        if let ChildValue::Counter(c) = &self.value {
+            c.inc(v)
         }
     }
 
     /// The single value of a counter or gauge.
     pub fn get(&self) -> f64 {
         match &self.value {
-            ChildValue::Counter(slots) => load_f64(&slots[0]) + load_u64(&slots[1]) as f64,
+            ChildValue::Counter(c) => c.get(),
             ChildValue::Gauge(slot) => load_f64(slot),
             ChildValue::Summary(h) | ChildValue::Histogram(h) => h.snapshot().sum,
         }
@@ -130,10 +130,7 @@ impl Child {
     /// Replaces the value of a counter or gauge.
     pub fn set(&self, v: f64) {
         match &self.value {
-            ChildValue::Counter(slots) => {
-                store_f64(&slots[0], v);
-                slots[1].store(0, Ordering::Relaxed);
-            }
+            ChildValue::Counter(c) => c.set(v),
             ChildValue::Gauge(slot) => store_f64(slot, v),
             ChildValue::Summary(h) | ChildValue::Histogram(h) => h.set_part(None, v),
         }

@@ -1,6 +1,7 @@
 //! The core: storage, families and writers in plain Rust (no Python).
 
 pub mod cell;
+pub mod counter;
 pub mod escape;
 pub mod family;
 pub mod format;

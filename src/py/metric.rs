@@ -595,9 +595,14 @@ impl NativeSummary {
 
     fn observe(slf: &Bound<'_, Self>, amount: &Bound<'_, PyAny>) -> PyResult<()> {
         let child = slf.as_super().get().child()?;
-        let v = amount::to_f64(amount)?;
-        if let ChildValue::Summary(h) = &child.value {
-            h.observe(v);
+        let ChildValue::Summary(h) = &child.value else { return Ok(()) };
+        match amount::to_f64(amount) {
+            Ok(v) => h.observe(v),
+            Err(e) => {
+                // The reference counts the observation before adding the amount fails.
+                h.add_observations(1);
+                return Err(e);
+            }
         }
         Ok(())
     }

@@ -252,15 +252,24 @@ fn label_pairs(labels: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
         return Ok(Vec::new());
     }
     let dict = labels.cast::<PyDict>()?;
-    let mut pairs = Vec::with_capacity(dict.len());
-    for (k, v) in dict.iter() {
+    let all_str = dict.iter().all(|(k, v)| k.is_instance_of::<PyString>() && v.is_instance_of::<PyString>());
+    if all_str {
+        let mut pairs: Vec<(String, String)> = dict.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        pairs.sort();
+        return Ok(pairs);
+    }
+    // Sorted by Python first, then checked pair by pair: the first bad pair in sorted order raises.
+    let items = labels.call_method0("items")?;
+    let sorted = labels.py().import("builtins")?.getattr("sorted")?.call1((items,))?;
+    let mut pairs = Vec::new();
+    for item in sorted.try_iter()? {
+        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
         let key = k.cast::<PyString>().map_err(|_| {
             let type_name = type_name(&k);
             PyTypeError::new_err(format!("object of type '{type_name}' has no len()"))
         })?;
         pairs.push((key.to_string(), str_for_replace(&v)?));
     }
-    pairs.sort();
     Ok(pairs)
 }
 

@@ -1,0 +1,660 @@
+#!/usr/bin/env python3
+"""fastprom vs prometheus_client, side by side in one run.
+
+    python benches/run.py [--quick] [--only PATTERN] [--out DIR]
+
+Every timing interleaves the two libraries (and, for the micro-benchmarks, the
+native floor `Floor().noop()`) round by round and reports the median.  See
+benches/README.md for what each row measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import gc
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import timeit
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+HERE = Path(__file__).resolve().parent
+
+
+# --------------------------------------------------------------------------
+# Libraries
+# --------------------------------------------------------------------------
+
+def import_retry(name: str, timeout: float = 180.0):
+    """Import a module, waiting while fastprom is being rebuilt."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return importlib.import_module(name)
+        except ImportError as exc:
+            for mod in [m for m in sys.modules if m.split('.')[0] == name.split('.')[0]]:
+                del sys.modules[mod]
+            if time.monotonic() > deadline:
+                raise
+            print(f'# import {name} failed ({exc}); retrying in 5 s', file=sys.stderr)
+            time.sleep(5)
+
+
+@dataclass
+class Lib:
+    name: str
+    mod: Any           # the package: Counter, Gauge, ..., generate_latest
+    om_generate: Callable
+
+
+def load_lib(name: str) -> Lib:
+    mod = import_retry(name)
+    om = import_retry(f'{name}.openmetrics.exposition')
+    return Lib(name, mod, om.generate_latest)
+
+
+FP: Lib
+REF: Lib
+
+
+def load_libs() -> None:
+    global FP, REF
+    FP = load_lib('fastprom')
+    REF = load_lib('prometheus_client')
+
+
+def both(round_no: int) -> List[Lib]:
+    """The two libraries, in an order that alternates from round to round."""
+    return [FP, REF] if round_no % 2 == 0 else [REF, FP]
+
+
+def rotate(items: list, n: int) -> list:
+    n %= len(items)
+    return items[n:] + items[:n]
+
+
+# --------------------------------------------------------------------------
+# Run settings
+# --------------------------------------------------------------------------
+
+@dataclass
+class Config:
+    rounds: int            # micro-benchmark rounds
+    target: float          # seconds per timed loop (micro)
+    children: int          # K for labels_new_*
+    create_rounds: int
+    scrape_rounds: Dict[int, int]
+    mem_children: int
+    mem_reps: int
+    many_rounds: int
+    gil_seconds: float
+    gil_reps: int
+
+
+QUICK = Config(rounds=7, target=0.01, children=2000, create_rounds=5,
+               scrape_rounds={1_000: 7, 10_000: 5, 100_000: 3},
+               mem_children=100_000, mem_reps=1, many_rounds=5,
+               gil_seconds=1.0, gil_reps=1)
+FULL = Config(rounds=25, target=0.04, children=10_000, create_rounds=11,
+              scrape_rounds={1_000: 21, 10_000: 11, 100_000: 5},
+              mem_children=100_000, mem_reps=3, many_rounds=15,
+              gil_seconds=2.0, gil_reps=3)
+
+
+# --------------------------------------------------------------------------
+# Object builders (the same for both libraries)
+# --------------------------------------------------------------------------
+
+LABELS = ['a', 'b', 'c']
+HIST50 = [round(i * 0.1, 10) for i in range(1, 51)]
+
+
+def make(lib: Lib, cls: str, labelnames=(), **kw):
+    """One metric in a fresh registry."""
+    return getattr(lib.mod, cls)('bench_metric', 'Benchmark metric.', labelnames,
+                                 registry=lib.mod.CollectorRegistry(), **kw)
+
+
+def labelled(lib: Lib, cls: str):
+    """A labelled metric whose child ('a', 'b', 'c') already exists."""
+    metric = make(lib, cls, LABELS)
+    metric.labels('a', 'b', 'c')
+    return metric
+
+
+METHODS = ['GET', 'POST', 'PUT', 'DELETE']
+STATUSES = ['200', '201', '404', '500', '503']
+LINES_PER_GROUP = 10 * 2 + 18   # 10 counters (_total, _created) + 1 histogram (15 buckets, count, sum, created)
+
+
+@lru_cache(maxsize=None)
+def scrape_registry(libname: str, n_lines: int):
+    """A registry of about n_lines text sample lines: 10 labelled counter
+    children (3 labels) for every labelled histogram child (2 labels, 15 buckets).
+    Returns (registry, label dict of a counter child in the middle)."""
+    lib = FP if libname == FP.name else REF
+    groups = max(1, round(n_lines / LINES_PER_GROUP))
+    reg = lib.mod.CollectorRegistry()
+    counter = lib.mod.Counter('bench_requests', 'Requests served.', ['method', 'path', 'status'], registry=reg)
+    hist = lib.mod.Histogram('bench_latency_seconds', 'Request latency.', ['method', 'path'], registry=reg)
+    for i in range(groups * 10):
+        counter.labels(METHODS[i % 4], f'/api/v1/item/{i}', STATUSES[i % 5]).inc(i % 7 + 1)
+    for i in range(groups):
+        child = hist.labels(METHODS[i % 4], f'/api/v1/item/{i}')
+        for v in (0.003, 0.04, 0.3, 2.0):
+            child.observe(v * (1 + i % 3))
+    mid = groups * 5
+    middle = {'method': METHODS[mid % 4], 'path': f'/api/v1/item/{mid}', 'status': STATUSES[mid % 5]}
+    return reg, middle
+
+
+def sample_lines(text: bytes) -> List[str]:
+    """Sample lines without the _created ones (their timestamps differ)."""
+    return [l for l in text.decode().splitlines()
+            if l and not l.startswith('#') and '_created' not in l]
+
+
+# --------------------------------------------------------------------------
+# Cases
+# --------------------------------------------------------------------------
+
+Setup = Callable[..., Tuple[str, Dict[str, Any]]]
+
+
+@dataclass
+class Case:
+    id: str
+    label: str
+    goal: float
+    kind: str                        # micro | create | scrape | memory | many | gil
+    setup: Optional[Setup] = None    # lib -> (stmt, globals)
+    floor_goal: Optional[float] = None
+    param: Any = None
+
+
+def micro(id, label, goal, stmt, build, floor_goal=None):
+    return Case(id, label, goal, 'micro', lambda L: (stmt, {'m': build(L)}), floor_goal)
+
+
+def hist(buckets=None):
+    kw = {'buckets': buckets} if buckets else {}
+    return lambda L: make(L, 'Histogram', **kw)
+
+
+def new_children(cls):
+    def setup(L, k):
+        vals = [(f'v{i}', 'GET', '200') for i in range(k)]
+        return 'for v in vals: m.labels(*v)', {'m': make(L, cls, LABELS), 'vals': vals}
+    return setup
+
+
+def scrape_case(fmt, n):
+    def setup(L):
+        reg, _ = scrape_registry(L.name, n)
+        gen = L.mod.generate_latest if fmt == 'text' else L.om_generate
+        return 'gen(reg)', {'gen': gen, 'reg': reg}
+    name = 'generate_latest' if fmt == 'text' else 'openmetrics generate_latest'
+    return Case(f'scrape_{fmt if fmt == "text" else "om"}_{n // 1000}k',
+                f'{name}, {n // 1000}k series', 50, 'scrape', setup, param=n)
+
+
+def get_sample_value_setup(L):
+    reg, labels = scrape_registry(L.name, 10_000)
+    return "reg.get_sample_value('bench_requests_total', labels)", {'reg': reg, 'labels': labels}
+
+
+CASES: List[Case] = [
+    micro('counter_inc', 'Counter.inc()', 15, 'm.inc()', lambda L: make(L, 'Counter'), floor_goal=1.5),
+    micro('counter_inc_float', 'Counter.inc(2.5)', 10, 'm.inc(2.5)', lambda L: make(L, 'Counter')),
+    micro('gauge_set', 'Gauge.set(3.7)', 10, 'm.set(3.7)', lambda L: make(L, 'Gauge')),
+    micro('gauge_inc', 'Gauge.inc()', 10, 'm.inc()', lambda L: make(L, 'Gauge')),
+    micro('hist15_first', 'Histogram.observe(0.001), 15 buckets', 15, 'm.observe(0.001)', hist()),
+    micro('hist15_middle', 'Histogram.observe(0.3), 15 buckets', 15, 'm.observe(0.3)', hist()),
+    micro('hist15_inf', 'Histogram.observe(100), 15 buckets', 15, 'm.observe(100)', hist()),
+    micro('hist50_first', 'Histogram.observe(0.001), 50 buckets', 15, 'm.observe(0.001)', hist(HIST50)),
+    micro('hist50_middle', 'Histogram.observe(2.55), 50 buckets', 15, 'm.observe(2.55)', hist(HIST50)),
+    micro('hist50_inf', 'Histogram.observe(100), 50 buckets', 15, 'm.observe(100)', hist(HIST50)),
+    micro('summary_observe', 'Summary.observe(1.5)', 15, 'm.observe(1.5)', lambda L: make(L, 'Summary')),
+    micro('labels_pos', "labels('a','b','c').inc()", 12, "m.labels('a', 'b', 'c').inc()",
+          lambda L: labelled(L, 'Counter')),
+    micro('labels_kw', "labels(a='a',b='b',c='c').inc()", 8, "m.labels(a='a', b='b', c='c').inc()",
+          lambda L: labelled(L, 'Counter')),
+    micro('child_inc', 'cached child .inc()', 15, 'm.inc()',
+          lambda L: labelled(L, 'Counter').labels('a', 'b', 'c')),
+    micro('child_observe', 'cached child .observe(0.3)', 15, 'm.observe(0.3)',
+          lambda L: labelled(L, 'Histogram').labels('a', 'b', 'c')),
+    micro('hist_time', 'with hist.time(): pass', 5, 'with m.time():\n    pass', hist()),
+    Case('labels_new_counter', 'labels(...) creating a Counter child', 20, 'create', new_children('Counter')),
+    Case('labels_new_histogram', 'labels(...) creating a Histogram child', 20, 'create', new_children('Histogram')),
+    *[scrape_case(fmt, n) for fmt in ('text', 'om') for n in (1_000, 10_000, 100_000)],
+    Case('get_sample_value_10k', 'get_sample_value(), 10k series', 100, 'lookup', get_sample_value_setup),
+    Case('memory_counter_100k', 'RSS of 100k Counter children', 0.25, 'memory', param='Counter'),
+    Case('memory_histogram_100k', 'RSS of 100k Histogram children', 0.25, 'memory', param='Histogram'),
+    Case('observe_many_10k', 'observe_many(list of 10k) vs observe loop', 50, 'many', param='list'),
+    Case('observe_many_10k_numpy', 'observe_many(numpy 10k) vs observe loop', 50, 'many', param='numpy'),
+    Case('scrape_gil', 'thread speed while scraping 100k series', 80, 'gil'),
+]
+
+
+# --------------------------------------------------------------------------
+# Timing helpers
+# --------------------------------------------------------------------------
+
+def calibrate(timer: timeit.Timer, target: float) -> int:
+    """Loop count so one timer.timeit(n) takes about `target` seconds."""
+    n = 1
+    while True:
+        t = timer.timeit(n)
+        if t >= target / 5 or n >= 10**8:
+            return max(1, int(n * target / max(t, 1e-9)))
+        n *= 10
+
+
+def timed_rounds(variants: Dict[str, Tuple[str, dict]], rounds: int, target: float) -> Dict[str, List[float]]:
+    """Per-call ns for each variant, `rounds` times, the order rotating every round."""
+    timers = {k: timeit.Timer(stmt, globals=g) for k, (stmt, g) in variants.items()}
+    numbers = {k: calibrate(t, target) for k, t in timers.items()}
+    samples: Dict[str, List[float]] = {k: [] for k in timers}
+    for r in range(rounds):
+        for k in rotate(list(timers), r):
+            gc.collect()
+            samples[k].append(timers[k].timeit(numbers[k]) / numbers[k] * 1e9)
+    return samples
+
+
+def med(xs: List[float]) -> float:
+    return statistics.median(xs)
+
+
+def row(case: Case, unit: str, ref: Optional[float], fp: Optional[float], **extra) -> dict:
+    """A result row; `ref`/`fp` are ns per op (or the unit's own value for memory/gil)."""
+    speedup = ref / fp if ref and fp else None
+    r = {'id': case.id, 'label': case.label, 'kind': case.kind, 'unit': unit,
+         'prometheus_client': ref, 'fastprom': fp, 'speedup': speedup,
+         'goal': case.goal, 'goal_type': 'speedup', 'floor_goal': case.floor_goal,
+         'x_floor': None, 'notes': '', 'met': None}
+    r.update(extra)
+    return r
+
+
+# --------------------------------------------------------------------------
+# Runners, one per kind
+# --------------------------------------------------------------------------
+
+def run_micro(case: Case, cfg: Config) -> dict:
+    floor = FP.mod._native.Floor()
+    variants = {FP.name: case.setup(FP), REF.name: case.setup(REF), 'floor': ('f.noop()', {'f': floor})}
+    s = timed_rounds(variants, cfg.rounds, cfg.target)
+    fp, ref, fl = med(s[FP.name]), med(s[REF.name]), med(s['floor'])
+    return row(case, 'ns', ref, fp, x_floor=fp / fl, floor_ns=fl, samples=s)
+
+
+def run_scrape(case: Case, cfg: Config) -> dict:
+    n = case.param
+    variants = {FP.name: case.setup(FP), REF.name: case.setup(REF)}
+    outputs = {k: g['gen'](g['reg']) for k, (_, g) in variants.items()}
+    lines = [sample_lines(outputs[k]) for k in (FP.name, REF.name)]
+    total = sum(1 for l in outputs[REF.name].decode().splitlines() if l and not l.startswith('#'))
+    notes = f'{total} sample lines'
+    if lines[0] != lines[1]:
+        notes += '; OUTPUT DIFFERS from prometheus_client'
+    s = timed_rounds(variants, cfg.scrape_rounds[n], target=0.05)
+    return row(case, 'ms', med(s[REF.name]), med(s[FP.name]), notes=notes, samples=s)
+
+
+def run_lookup(case: Case, cfg: Config) -> dict:
+    variants = {FP.name: case.setup(FP), REF.name: case.setup(REF)}
+    values = {k: eval(stmt, g) for k, (stmt, g) in variants.items()}
+    notes = '' if values[FP.name] == values[REF.name] else f'VALUES DIFFER: {values}'
+    s = timed_rounds(variants, max(5, cfg.rounds // 2), cfg.target)
+    return row(case, 'us', med(s[REF.name]), med(s[FP.name]), notes=notes, samples=s)
+
+
+def run_create(case: Case, cfg: Config) -> dict:
+    k = cfg.children
+    s: Dict[str, List[float]] = {FP.name: [], REF.name: []}
+    for r in range(cfg.create_rounds + 1):      # round 0 is a warm-up
+        for lib in both(r):
+            stmt, g = case.setup(lib, k)
+            gc.collect()
+            t = timeit.Timer(stmt, globals=g).timeit(1)
+            if r:
+                s[lib.name].append(t / k * 1e9)
+            del g
+    return row(case, 'ns', med(s[REF.name]), med(s[FP.name]), notes=f'{k} children per round', samples=s)
+
+
+def rss_bytes() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def memory_child(libname: str, cls: str, n: int) -> None:
+    """Runs in a fresh subprocess: prints the RSS growth of creating n children."""
+    lib = load_lib(libname)
+    metric = make(lib, cls, LABELS)
+    metric.labels('warm', 'GET', '200')
+    gc.collect()
+    before = rss_bytes()
+    for i in range(n):
+        metric.labels(f'v{i}', 'GET', '200')
+    gc.collect()
+    after = rss_bytes()
+    print(json.dumps({'bytes': after - before}))
+
+
+def run_memory(case: Case, cfg: Config) -> dict:
+    s: Dict[str, List[float]] = {FP.name: [], REF.name: []}
+    for r in range(cfg.mem_reps):
+        for lib in both(r):
+            cmd = [sys.executable, str(Path(__file__).resolve()), '--memory-child',
+                   lib.name, case.param, str(cfg.mem_children)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            s[lib.name].append(json.loads(out.strip().splitlines()[-1])['bytes'] / 2**20)
+    ref, fp = med(s[REF.name]), med(s[FP.name])
+    return row(case, 'MiB', ref, fp, speedup=ref / fp if fp > 0 else None, goal_type='ratio',
+               ratio=fp / ref if ref > 0 else None,
+               notes=f'{cfg.mem_children} children, fresh process per library', samples=s)
+
+
+def run_many(case: Case, cfg: Config) -> dict:
+    n = 10_000
+    rnd = random.Random(42)
+    values = [rnd.expovariate(4.0) for _ in range(n)]
+    if case.param == 'numpy':
+        try:
+            np = importlib.import_module('numpy')
+        except ImportError:
+            return row(case, 'ms', None, None, status='numpy not installed', notes='numpy not installed')
+        data = np.asarray(values, dtype=np.float64)
+    else:
+        data = values
+    loop = 'for v in vals: h.observe(v)'
+    variants = {REF.name: (loop, {'h': make(REF, 'Histogram'), 'vals': values}),
+                'fastprom_loop': (loop, {'h': make(FP, 'Histogram'), 'vals': values})}
+    implemented = hasattr(FP.mod.Histogram, 'observe_many')
+    notes = ''
+    if implemented:
+        variants[FP.name] = ('h.observe_many(vals)', {'h': make(FP, 'Histogram'), 'vals': data})
+        notes = check_observe_many(data, values)
+    s = timed_rounds(variants, cfg.many_rounds, cfg.target)
+    fp_loop = med(s['fastprom_loop'])
+    notes = f'fastprom observe loop {fp_loop / 1e6:.3f} ms' + (f'; {notes}' if notes else '')
+    if not implemented:
+        return row(case, 'ms', med(s[REF.name]), None, status='not implemented', notes=notes, samples=s)
+    return row(case, 'ms', med(s[REF.name]), med(s[FP.name]), notes=notes, samples=s)
+
+
+def check_observe_many(data, values) -> str:
+    """observe_many must leave the histogram as the observe loop does."""
+    regs = [FP.mod.CollectorRegistry() for _ in range(2)]
+    a, b = (FP.mod.Histogram('bench_metric', 'Benchmark metric.', registry=reg) for reg in regs)
+    a.observe_many(data)
+    for v in values:
+        b.observe(v)
+    out = [sample_lines(FP.mod.generate_latest(reg)) for reg in regs]
+    return '' if out[0] == out[1] else 'RESULT DIFFERS from the observe loop'
+
+
+def spin_rate(seconds: float, work: Optional[Callable[[], None]]) -> Tuple[float, int]:
+    """Counting loop in a thread for `seconds`; the main thread sleeps or calls
+    `work` back to back. Returns (thread iterations per second, work calls)."""
+    flag, out = [True], []
+
+    def spin():
+        n = 0
+        while flag[0]:
+            n += 1
+        out.append(n)
+
+    thread = threading.Thread(target=spin)
+    calls = 0
+    t0 = time.perf_counter()
+    thread.start()
+    if work is None:
+        time.sleep(seconds)
+    else:
+        while time.perf_counter() - t0 < seconds:
+            work()
+            calls += 1
+    flag[0] = False
+    elapsed = time.perf_counter() - t0
+    thread.join()
+    return out[0] / elapsed, calls
+
+
+def run_gil(case: Case, cfg: Config) -> dict:
+    pct: Dict[str, List[float]] = {FP.name: [], REF.name: []}
+    scrapes: Dict[str, List[int]] = {FP.name: [], REF.name: []}
+    for r in range(cfg.gil_reps):
+        for lib in both(r):
+            reg, _ = scrape_registry(lib.name, 100_000)
+            solo, _ = spin_rate(cfg.gil_seconds, None)
+            busy, calls = spin_rate(cfg.gil_seconds, lambda: lib.mod.generate_latest(reg))
+            pct[lib.name].append(100 * busy / solo)
+            scrapes[lib.name].append(calls)
+    ref, fp = med(pct[REF.name]), med(pct[FP.name])
+    notes = (f'scrapes in {cfg.gil_seconds:g} s: prometheus_client {med(scrapes[REF.name]):g}, '
+             f'fastprom {med(scrapes[FP.name]):g}')
+    return row(case, '%', ref, fp, speedup=None, goal_type='percent', notes=notes, samples=pct)
+
+
+RUNNERS = {'micro': run_micro, 'create': run_create, 'scrape': run_scrape, 'lookup': run_lookup,
+           'memory': run_memory, 'many': run_many, 'gil': run_gil}
+
+
+# --------------------------------------------------------------------------
+# Goals and formatting
+# --------------------------------------------------------------------------
+
+def judge(r: dict) -> Optional[bool]:
+    if r.get('status'):
+        return None
+    if r['goal_type'] == 'ratio':
+        return r['ratio'] is not None and r['ratio'] <= r['goal']
+    if r['goal_type'] == 'percent':
+        return r['fastprom'] >= r['goal']
+    ok = r['speedup'] is not None and r['speedup'] >= r['goal']
+    if r.get('floor_goal') is not None:
+        ok = ok and r['x_floor'] <= r['floor_goal']
+    return ok
+
+
+def goal_text(r: dict) -> str:
+    if r['goal_type'] == 'ratio':
+        return f"<= {r['goal']:g} (fastprom/ref)"
+    if r['goal_type'] == 'percent':
+        return f">= {r['goal']:g}% (fastprom)"
+    text = f">= {r['goal']:g}x"
+    if r.get('floor_goal') is not None:
+        text += f", <= {r['floor_goal']:g}x floor"
+    return text
+
+
+def fmt_value(v: Optional[float], unit: str) -> str:
+    if v is None:
+        return '-'
+    if unit == 'ns':
+        return f'{v:.1f} ns'
+    if unit == 'us':
+        return f'{v / 1e3:.2f} µs'
+    if unit == 'ms':
+        return f'{v / 1e6:.3f} ms'
+    if unit == 'MiB':
+        return f'{v:.1f} MiB'
+    return f'{v:.0f}%'
+
+
+def table_rows(rows: List[dict]) -> List[List[str]]:
+    out = []
+    for r in rows:
+        met = {True: 'met', False: 'not met', None: 'n/a'}[r['met']]
+        if r['goal_type'] == 'ratio':
+            speed = f"ratio {r['ratio']:.2f}" if r.get('ratio') is not None else '-'
+        elif r['speedup'] is not None:
+            speed = f"{r['speedup']:.1f}x"
+        else:
+            speed = '-'
+        fp = r.get('status') or fmt_value(r['fastprom'], r['unit'])
+        out.append([r['id'], r['label'], fmt_value(r['prometheus_client'], r['unit']), fp, speed,
+                    goal_text(r) if r['kind'] != 'floor' else '-', met if r['kind'] != 'floor' else '-',
+                    f"{r['x_floor']:.2f}x" if r.get('x_floor') is not None else '', r.get('notes', '')])
+    return out
+
+
+HEADER = ['id', 'operation', 'prometheus_client', 'fastprom', 'speed-up', 'goal', 'met', 'x floor', 'notes']
+
+
+def markdown_table(rows: List[dict]) -> str:
+    def line(cells):
+        return '| ' + ' | '.join(c.replace('|', '\\|') for c in cells) + ' |'
+    return '\n'.join([line(HEADER), line(['---'] * len(HEADER))] + [line(c) for c in table_rows(rows)])
+
+
+def floor_row(rows: List[dict]) -> Optional[dict]:
+    floors = [r['floor_ns'] for r in rows if 'floor_ns' in r]
+    if not floors:
+        return None
+    return {'id': 'floor', 'label': 'Floor().noop() (empty native call)', 'kind': 'floor', 'unit': 'ns',
+            'prometheus_client': None, 'fastprom': med(floors), 'speedup': None, 'goal': None,
+            'goal_type': 'none', 'x_floor': 1.0, 'met': None,
+            'notes': f'median over the {len(floors)} micro rows'}
+
+
+# --------------------------------------------------------------------------
+# Chart
+# --------------------------------------------------------------------------
+
+def chart(rows: List[dict], path: Path) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print('# matplotlib is not installed: no chart', file=sys.stderr)
+        return False
+    bars = []
+    for r in rows:
+        if r['goal_type'] == 'speedup' and r['speedup']:
+            bars.append((r['id'], r['speedup'], r['goal'], r['met']))
+        elif r['goal_type'] == 'ratio' and r['speedup']:
+            bars.append((r['id'] + ' (ref/fp RSS)', r['speedup'], 1 / r['goal'], r['met']))
+    if not bars:
+        return False
+    bars.reverse()
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(bars) + 1.5))
+    ys = range(len(bars))
+    ax.barh(ys, [b[1] for b in bars], color=['#3a9a4a' if b[3] else '#c8553d' for b in bars])
+    ax.scatter([b[2] for b in bars], ys, marker='|', s=300, color='black', zorder=3, label='goal')
+    for y, b in zip(ys, bars):
+        ax.text(max(b[1], b[2]) * 1.12, y, f'{b[1]:.1f}x', va='center', fontsize=7)
+    ax.set_xlim(right=max(max(b[1], b[2]) for b in bars) * 4)
+    ax.set_yticks(list(ys))
+    ax.set_yticklabels([b[0] for b in bars], fontsize=8)
+    ax.set_xscale('log')
+    ax.axvline(1, color='grey', lw=0.8)
+    ax.set_xlabel('speed-up over prometheus_client (log scale); green = goal met')
+    ax.set_title('fastprom vs prometheus_client')
+    ax.legend(loc='lower right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+def machine_info() -> dict:
+    cpu = platform.processor()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return {'cpu': cpu, 'cores': os.cpu_count(), 'platform': platform.platform(),
+            'python': platform.python_version(), 'fastprom': getattr(FP.mod._native, '__version__', '?'),
+            'fastprom_build': getattr(FP.mod._native, 'build_profile', '?'),
+            'prometheus_client': importlib.metadata.version('prometheus_client'),
+            'loadavg_start': os.getloadavg()[0]}
+
+
+def info_line(info: dict) -> str:
+    return (f"{info['cpu']}, {info['cores']} cores, {info['platform']}; Python {info['python']}; "
+            f"fastprom {info['fastprom']} ({info['fastprom_build']}); prometheus_client {info['prometheus_client']}; "
+            f"load {info['loadavg_start']:.2f} at start, {info.get('loadavg_end', 0):.2f} at end; "
+            f"{info.get('seconds', 0):.0f} s")
+
+
+def selected(cases: List[Case], only: Optional[str]) -> List[Case]:
+    if not only:
+        return cases
+    globs = [g.strip() for g in only.split(',') if g.strip()]
+    return [c for c in cases if any(fnmatch.fnmatchcase(c.id, g) for g in globs)]
+
+
+def write_outputs(out: Path, rows: List[dict], info: dict, command: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(rows)
+    md = (f'# fastprom benchmarks\n\n{info_line(info)}\n\nCommand: `{command}`\n\n{table}\n\n'
+          '![speed-ups](speedups.png)\n')
+    (out / 'results.md').write_text(md)
+    (out / 'results.json').write_text(json.dumps({'info': info, 'command': command, 'rows': rows}, indent=1))
+    chart(rows, out / 'speedups.png')
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--quick', action='store_true', help='fewer iterations (about 2 minutes)')
+    p.add_argument('--only', help='comma-separated globs of row ids, e.g. "counter_inc,hist15_*"')
+    p.add_argument('--out', default=str(HERE / 'results'), help='output directory')
+    p.add_argument('--memory-child', nargs=3, metavar=('LIB', 'CLASS', 'N'), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.memory_child:
+        lib, cls, n = args.memory_child
+        memory_child(lib, cls, int(n))
+        return 0
+
+    load_libs()
+    cfg = QUICK if args.quick else FULL
+    cases = selected(CASES, args.only)
+    if not cases:
+        p.error(f'--only {args.only!r} matches no row; ids: ' + ', '.join(c.id for c in CASES))
+    command = 'python benches/run.py ' + ' '.join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    info = machine_info()
+    start = time.monotonic()
+    rows = []
+    print('| ' + ' | '.join(HEADER) + ' |', flush=True)
+    for case in cases:
+        r = RUNNERS[case.kind](case, cfg)
+        r['met'] = judge(r)
+        rows.append(r)
+        print('| ' + ' | '.join(table_rows([r])[0]) + ' |', flush=True)
+    fl = floor_row(rows)
+    if fl:
+        rows.insert(0, fl)
+        print('| ' + ' | '.join(table_rows([fl])[0]) + ' |', flush=True)
+    info['loadavg_end'] = os.getloadavg()[0]
+    info['seconds'] = time.monotonic() - start
+    write_outputs(Path(args.out), rows, info, command)
+    print(f'\n{info_line(info)}\nwrote {args.out}/results.md, results.json, speedups.png')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
