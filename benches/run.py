@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import timeit
+import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -104,11 +105,11 @@ class Config:
     gil_reps: int
 
 
-QUICK = Config(rounds=7, target=0.01, children=2000, create_rounds=5,
+QUICK = Config(rounds=9, target=0.005, children=2000, create_rounds=5,
                scrape_rounds={1_000: 7, 10_000: 5, 100_000: 3},
                mem_children=100_000, mem_reps=1, many_rounds=5,
                gil_seconds=1.0, gil_reps=1)
-FULL = Config(rounds=25, target=0.04, children=10_000, create_rounds=11,
+FULL = Config(rounds=41, target=0.02, children=10_000, create_rounds=11,
               scrape_rounds={1_000: 21, 10_000: 11, 100_000: 5},
               mem_children=100_000, mem_reps=3, many_rounds=15,
               gil_seconds=2.0, gil_reps=3)
@@ -279,15 +280,27 @@ def med(xs: List[float]) -> float:
     return statistics.median(xs)
 
 
+GOAL_TYPES = {'memory': 'ratio', 'gil': 'percent'}   # every other kind: speed-up
+
+
 def row(case: Case, unit: str, ref: Optional[float], fp: Optional[float], **extra) -> dict:
     """A result row; `ref`/`fp` are ns per op (or the unit's own value for memory/gil)."""
-    speedup = ref / fp if ref and fp else None
     r = {'id': case.id, 'label': case.label, 'kind': case.kind, 'unit': unit,
-         'prometheus_client': ref, 'fastprom': fp, 'speedup': speedup,
-         'goal': case.goal, 'goal_type': 'speedup', 'floor_goal': case.floor_goal,
+         'prometheus_client': ref, 'fastprom': fp, 'speedup': ref / fp if ref and fp else None,
+         'goal': case.goal, 'goal_type': GOAL_TYPES.get(case.kind, 'speedup'), 'floor_goal': case.floor_goal,
          'x_floor': None, 'notes': '', 'met': None}
     r.update(extra)
+    if r['goal_type'] == 'speedup' and r['speedup']:
+        r.update(secondary_speedups(r['samples']))
     return r
+
+
+def secondary_speedups(samples: Dict[str, List[float]]) -> dict:
+    """Noise-resistant views of the same data, for the JSON only: the median of
+    the per-round ratios (both libraries timed back to back) and the ratio of minima."""
+    ref, fp = samples[REF.name], samples[FP.name]
+    return {'speedup_paired': med([a / b for a, b in zip(ref, fp)]),
+            'speedup_min': min(ref) / min(fp)}
 
 
 # --------------------------------------------------------------------------
@@ -356,16 +369,27 @@ def memory_child(libname: str, cls: str, n: int) -> None:
     print(json.dumps({'bytes': after - before}))
 
 
+def memory_subprocess(libname: str, cls: str, n: int, tries: int = 3) -> int:
+    """RSS growth in bytes, measured by a fresh `run.py --memory-child` process.
+    Retried a few times: fastprom may be in the middle of a rebuild."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), '--memory-child', libname, cls, str(n)]
+    for attempt in range(tries):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode == 0:
+            return json.loads(proc.stdout.strip().splitlines()[-1])['bytes']
+        print(f'# memory child {libname} {cls} exited {proc.returncode}: {proc.stderr.strip()[-500:]}',
+              file=sys.stderr)
+        time.sleep(10)
+    raise RuntimeError(f'memory child {libname} {cls} failed {tries} times')
+
+
 def run_memory(case: Case, cfg: Config) -> dict:
     s: Dict[str, List[float]] = {FP.name: [], REF.name: []}
     for r in range(cfg.mem_reps):
         for lib in both(r):
-            cmd = [sys.executable, str(Path(__file__).resolve()), '--memory-child',
-                   lib.name, case.param, str(cfg.mem_children)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            s[lib.name].append(json.loads(out.strip().splitlines()[-1])['bytes'] / 2**20)
+            s[lib.name].append(memory_subprocess(lib.name, case.param, cfg.mem_children) / 2**20)
     ref, fp = med(s[REF.name]), med(s[FP.name])
-    return row(case, 'MiB', ref, fp, speedup=ref / fp if fp > 0 else None, goal_type='ratio',
+    return row(case, 'MiB', ref, fp, speedup=ref / fp if fp > 0 else None,
                ratio=fp / ref if ref > 0 else None,
                notes=f'{cfg.mem_children} children, fresh process per library', samples=s)
 
@@ -449,7 +473,7 @@ def run_gil(case: Case, cfg: Config) -> dict:
     ref, fp = med(pct[REF.name]), med(pct[FP.name])
     notes = (f'scrapes in {cfg.gil_seconds:g} s: prometheus_client {med(scrapes[REF.name]):g}, '
              f'fastprom {med(scrapes[FP.name]):g}')
-    return row(case, '%', ref, fp, speedup=None, goal_type='percent', notes=notes, samples=pct)
+    return row(case, '%', ref, fp, speedup=None, notes=notes, samples=pct)
 
 
 RUNNERS = {'micro': run_micro, 'create': run_create, 'scrape': run_scrape, 'lookup': run_lookup,
@@ -635,13 +659,19 @@ def main(argv=None) -> int:
     cases = selected(CASES, args.only)
     if not cases:
         p.error(f'--only {args.only!r} matches no row; ids: ' + ', '.join(c.id for c in CASES))
-    command = 'python benches/run.py ' + ' '.join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = ' '.join(['python benches/run.py'] + [shlex.quote(a) for a in (argv or sys.argv[1:])])
     info = machine_info()
     start = time.monotonic()
     rows = []
     print('| ' + ' | '.join(HEADER) + ' |', flush=True)
+    errors = 0
     for case in cases:
-        r = RUNNERS[case.kind](case, cfg)
+        try:
+            r = RUNNERS[case.kind](case, cfg)
+        except Exception as exc:       # report it, keep measuring the other rows
+            traceback.print_exc()
+            errors += 1
+            r = row(case, 'ns', None, None, status='error', notes=f'{type(exc).__name__}: {exc}'[:200])
         r['met'] = judge(r)
         rows.append(r)
         print('| ' + ' | '.join(table_rows([r])[0]) + ' |', flush=True)
@@ -653,7 +683,9 @@ def main(argv=None) -> int:
     info['seconds'] = time.monotonic() - start
     write_outputs(Path(args.out), rows, info, command)
     print(f'\n{info_line(info)}\nwrote {args.out}/results.md, results.json, speedups.png')
-    return 0
+    if errors:
+        print(f'{errors} row(s) failed: see "error" in the table', file=sys.stderr)
+    return 1 if errors else 0
 
 
 if __name__ == '__main__':

@@ -456,14 +456,16 @@ LABELVALUES_ODD = ['', 'ü', 'x y', 'q"uote', 'back\\slash', 'new\nline', 'all"\
                    1, 0, 2.5, None, True, nan, -0.0, 'ünï"\\']
 labelvalue_st = weighted(LABELVALUES_OK, LABELVALUES_ODD, 3)
 
-AMOUNTS_SPECIAL = [
-    1, 0, 2, 0.5, 3, -1, -0.5, 2.5, 1e-7, 0.1, 0.2, 123456.7, 1234567.0, 1234567.8,
-    1e6, 1e7, 1.5e10, 1e15, 1e16, 1e20, 2 ** 53 + 1, 2 ** 60, 10 ** 20, -1234567.0,
-    nan, inf, -inf, -0.0, True, False, 'x', None, '3', Expr('10**400'), 1e300,
-]
+AMOUNTS_NORMAL = [1, 0, 2, 0.5, 3, 2.5, 0.1, 0.2, 1e-7, 123456.7]
+AMOUNTS_BAD = [nan, None, 'x', inf, -inf, -1, '3', -0.5, -0.0, True, False, Expr('10**400')]
+AMOUNTS_BIG = [1234567.0, 1234567.8, 1e6, 1e7, 1.5e10, 1e15, 1e16, 1e20, 2 ** 53 + 1, 2 ** 60,
+               10 ** 20, -1234567.0, 1e300]
 amount_st = st.one_of(
-    st.sampled_from(AMOUNTS_SPECIAL),
-    st.sampled_from(AMOUNTS_SPECIAL),
+    st.sampled_from(AMOUNTS_NORMAL),
+    st.sampled_from(AMOUNTS_NORMAL),
+    st.sampled_from(AMOUNTS_BAD[:4]),
+    st.sampled_from(AMOUNTS_BAD[4:]),
+    st.sampled_from(AMOUNTS_BIG),
     st.floats(min_value=1e6, max_value=1e20),
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=-5, max_value=10 ** 12),
@@ -518,7 +520,7 @@ class Def:
 
 
 @st.composite
-def metric_def(draw, idx):
+def metric_def(draw):
     typ = draw(st.sampled_from(['Counter', 'Gauge', 'Histogram', 'Summary', 'Info', 'Enum']))
     name = draw(name_st)
     if typ == 'Counter' and draw(st.integers(0, 3)) == 0:
@@ -558,7 +560,7 @@ def metric_def(draw, idx):
         kw['states'] = st_val
         states = tuple(st_val) if isinstance(st_val, (list, tuple)) else ()
     registry = draw(st.sampled_from(['reg'] * 9 + ['None']))
-    var = f'm{idx}'
+    var = '{VAR}'
     style = draw(st.sampled_from(['kw', 'pos', 'pos']))
     if style == 'pos':
         head = f'{R(name)}, {R(doc)}, {ln_src}'
@@ -705,16 +707,13 @@ TIME_VALUES = [123.456, 1795455629.6996083, 0.0, 1e6, 1234567.0]
 
 @st.composite
 def programs(draw):
-    ndefs = draw(st.integers(1, 5))
     defs = []
     steps = []
-    for i in range(ndefs):
-        d, s = draw(metric_def(i))
+    for i, (d, s) in enumerate(draw(st.lists(metric_def(), min_size=1, max_size=5))):
+        d.var = f'm{i}'
         defs.append(d)
-        steps.append(s)
-    for _ in range(draw(st.integers(0, 22))):
-        d = draw(st.sampled_from(defs))
-        steps.append(draw(operation(d)))
+        steps.append(Step(s.code.replace('{VAR}', d.var, 1), defines=d.var))
+    steps += draw(st.lists(st.sampled_from(defs).flatmap(operation), max_size=22))
     # a couple of definitions may come after some operations
     registry_args = draw(st.sampled_from(
         ['', '', '', '', 'auto_describe=True', "target_info={'env': 'prod', 'ü': 'x\"y'}"]))

@@ -1,9 +1,11 @@
 """The six metric types.
 
-Counter, Gauge, Summary and Histogram put a native class first in their bases: `inc`, `set`,
-`observe` and `labels` are native methods found before anything defined here, so the hot
-paths run without a Python frame. This module keeps what runs once per metric (name building,
-validation, child construction) and what has to call back into Python.
+Counter, Gauge, Summary and Histogram are native classes: `inc`, `set`, `observe` and `labels`
+are methods of the instance's own type, so CPython calls them on its fastest path and they run
+without a Python frame. This module writes what runs once per metric (name building,
+validation, child construction) and what has to call back into Python, as the classes below,
+and grafts those methods onto the native classes. `MetricWrapperBase` is registered as their
+virtual base, so `isinstance(counter, MetricWrapperBase)` holds.
 """
 
 import os
@@ -289,7 +291,7 @@ class MetricWrapperBase(Collector):
         raise NotImplementedError('_metric_init() must be implemented by %r' % self)
 
 
-class Counter(_native.NativeCounter, MetricWrapperBase):
+class _CounterMethods:
     """A Counter tracks counts of events or running totals.
 
         c = Counter('my_failures_total', 'Description of counter')
@@ -313,7 +315,7 @@ class Counter(_native.NativeCounter, MetricWrapperBase):
         return ExceptionCounter(self, exception)
 
 
-class Gauge(_native.NativeGauge, MetricWrapperBase):
+class _GaugeMethods:
     """Gauge metric, to report instantaneous values.
 
         g = Gauge('my_inprogress_requests', 'Description of gauge')
@@ -343,7 +345,8 @@ class Gauge(_native.NativeGauge, MetricWrapperBase):
         self._multiprocess_mode = multiprocess_mode
         if multiprocess_mode not in self._MULTIPROC_MODES:
             raise ValueError('Invalid multiprocess mode: ' + multiprocess_mode)
-        super().__init__(
+        MetricWrapperBase.__init__(
+            self,
             name=name,
             documentation=documentation,
             labelnames=labelnames,
@@ -380,14 +383,14 @@ class Gauge(_native.NativeGauge, MetricWrapperBase):
         """
         self._raise_if_not_observable()
 
-        def samples(_: Gauge) -> Iterable[Sample]:
+        def samples(_: 'Gauge') -> Iterable[Sample]:
             return (Sample('', {}, float(f()), None, None),)
 
         self._child_samples = types.MethodType(samples, self)  # type: ignore
         self._mark_python_samples()
 
 
-class Summary(_native.NativeSummary, MetricWrapperBase):
+class _SummaryMethods:
     """A Summary tracks the size and number of events.
 
         s = Summary('request_size_bytes', 'Request size (bytes)')
@@ -406,7 +409,7 @@ class Summary(_native.NativeSummary, MetricWrapperBase):
         return Timer(self, 'observe')
 
 
-class Histogram(_native.NativeHistogram, MetricWrapperBase):
+class _HistogramMethods:
     """A Histogram tracks the size and number of events in buckets.
 
         h = Histogram('request_size_bytes', 'Request size (bytes)')
@@ -431,7 +434,8 @@ class Histogram(_native.NativeHistogram, MetricWrapperBase):
                  buckets: Sequence[Union[float, str]] = DEFAULT_BUCKETS,
                  ):
         self._prepare_buckets(buckets)
-        super().__init__(
+        MetricWrapperBase.__init__(
+            self,
             name=name,
             documentation=documentation,
             labelnames=labelnames,
@@ -460,6 +464,33 @@ class Histogram(_native.NativeHistogram, MetricWrapperBase):
     def time(self) -> Timer:
         """Time a block of code or function, and observe the duration in seconds."""
         return Timer(self, 'observe')
+
+
+# Dunder methods grafted; other dunders (class machinery) stay the native class's own.
+_GRAFTED_DUNDERS = frozenset(('__init__', '__str__', '__repr__'))
+
+
+def _graft(native: type, methods: type) -> type:
+    """Give a native metric class the Python methods of MetricWrapperBase and `methods`.
+
+    A name the native class defines itself (its hot methods) is never replaced.
+    """
+    native_names = set(vars(native))
+    for source in (MetricWrapperBase, methods):
+        for name, value in vars(source).items():
+            is_dunder = name.startswith('__') and name.endswith('__')
+            if name in native_names or (is_dunder and name not in _GRAFTED_DUNDERS):
+                continue
+            setattr(native, name, value)
+    MetricWrapperBase.register(native)
+    return native
+
+
+Counter = _graft(_native.Counter, _CounterMethods)
+Gauge = _graft(_native.Gauge, _GaugeMethods)
+Summary = _graft(_native.Summary, _SummaryMethods)
+Histogram = _graft(_native.Histogram, _HistogramMethods)
+
 
 
 class Info(MetricWrapperBase):
@@ -517,7 +548,8 @@ class Enum(MetricWrapperBase):
             raise ValueError(f'Overlapping labels for Enum metric: {name}')
         if not states:
             raise ValueError(f'No states provided for Enum metric: {name}')
-        super().__init__(
+        MetricWrapperBase.__init__(
+            self,
             name=name,
             documentation=documentation,
             labelnames=labelnames,

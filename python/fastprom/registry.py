@@ -42,12 +42,11 @@ def _renders_natively(collector) -> bool:
     known = _NATIVE_RENDER.get(cls)
     if known is None:
         from . import _native
-        from .metrics import MetricWrapperBase
-        known = isinstance(collector, _native.NativeMetric) and all(
-            getattr(cls, name, None) is getattr(owner, name)
-            for owner, names in ((MetricWrapperBase, ('collect', '_samples', '_multi_samples')),
-                                 (_native.NativeMetric, ('_child_samples',)))
-            for name in names
+        natives = (_native.Counter, _native.Gauge, _native.Summary, _native.Histogram)
+        native = next((c for c in cls.__mro__ if c in natives), None)
+        known = native is not None and all(
+            getattr(cls, name) is getattr(native, name)
+            for name in ('collect', '_samples', '_multi_samples', '_child_samples')
         )
         _NATIVE_RENDER[cls] = known
     return known

@@ -100,7 +100,11 @@ mod tests {
             &[1e20, 1.0],
         ];
         for amounts in cases {
-            assert_eq!(counter(amounts).to_bits(), reference(amounts).to_bits(), "{amounts:?}");
+            assert_eq!(
+                counter(amounts).to_bits(),
+                reference(amounts).to_bits(),
+                "{amounts:?}"
+            );
         }
     }
 

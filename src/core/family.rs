@@ -47,7 +47,11 @@ pub struct ChildSample<'a> {
 
 impl Child {
     pub fn counter(labels: Vec<String>, created: f64) -> Child {
-        Child::new(labels, ChildValue::Counter(CounterCells::default()), created)
+        Child::new(
+            labels,
+            ChildValue::Counter(CounterCells::default()),
+            created,
+        )
     }
 
     pub fn gauge(labels: Vec<String>) -> Child {

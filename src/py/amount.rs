@@ -64,3 +64,18 @@ pub fn float_of(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
 pub fn is_negative(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
     obj.lt(0)
 }
+
+/// An optional amount argument that tells "not passed" from an explicit `None` (which the
+/// reference rejects with a TypeError).
+pub enum Arg<'py> {
+    Missing,
+    Given(Bound<'py, PyAny>),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Arg<'py> {
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Arg::Given(obj.to_owned()))
+    }
+}

@@ -1,9 +1,10 @@
-//! Native bases of Counter, Gauge, Summary and Histogram.
+//! Counter, Gauge, Summary and Histogram: the classes users instantiate are these native ones.
 //!
-//! `fastprom.metrics` declares `class Counter(NativeCounter, MetricWrapperBase)`: the Python
-//! base runs construction and validation once, then calls `_init_parent` or `_init_child`
-//! here. After that the hot methods (`inc`, `set`, `observe`, `labels`) are native and reach
-//! the atomics in the core without a Python frame.
+//! `fastprom.metrics` grafts the Python-only methods (construction and validation, `collect`,
+//! `remove`, decorators) onto them. The hot methods (`inc`, `set`, `observe`, `labels`) are
+//! native methods of the very class of the instance, so CPython's specialised call path for
+//! method descriptors applies (it requires the exact type), and they reach the atomics in the
+//! core without a Python frame.
 
 use std::sync::{Arc, OnceLock};
 
@@ -11,7 +12,7 @@ use pyo3::exceptions::PyAttributeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use super::amount::{self, Amount};
+use super::amount::{self, Amount, Arg};
 use super::errors::{runtime_error, value_error};
 use super::python;
 use super::value::{Part, ValueView};
@@ -54,52 +55,7 @@ struct State {
     renders_natively: bool,
 }
 
-#[pyclass(frozen, subclass, module = "fastprom._native")]
-pub struct NativeMetric {
-    kind: Kind,
-    state: OnceLock<State>,
-}
-
-impl NativeMetric {
-    fn new(kind: Kind) -> NativeMetric {
-        NativeMetric {
-            kind,
-            state: OnceLock::new(),
-        }
-    }
-
-    #[inline]
-    fn state(&self) -> PyResult<&State> {
-        self.state.get().ok_or_else(|| {
-            PyAttributeError::new_err("metric is not initialised: call MetricWrapperBase.__init__")
-        })
-    }
-
-    /// The child's cells, or the reference's error for a labelled parent.
-    #[inline]
-    fn child(&self) -> PyResult<&Arc<Child>> {
-        match &self.state()?.child {
-            Some(child) => Ok(child),
-            None => Err(value_error(format!(
-                "{} metric is missing label values",
-                self.kind.metric_type().as_str()
-            ))),
-        }
-    }
-
-    /// The family to render natively, or None when Python must produce the samples.
-    fn native_family(&self) -> Option<&Arc<Family>> {
-        let state = self.state.get()?;
-        let family = state.family.as_ref()?;
-        (state.renders_natively && !family.needs_python()).then_some(family)
-    }
-
-    pub fn family_view(&self, use_created: bool) -> Option<FamilyView> {
-        Some(FamilyView::new(self.native_family()?.clone(), use_created))
-    }
-}
-
-fn build_family(slf: &Bound<'_, NativeMetric>, kind: Kind) -> PyResult<(Arc<Family>, bool)> {
+fn build_family(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<(Arc<Family>, bool)> {
     let documentation = slf.getattr("_documentation")?;
     let doc_str = documentation.cast::<PyString>().ok().map(|d| d.to_string());
     let labelnames: Vec<String> = slf.getattr("_labelnames")?.extract()?;
@@ -114,14 +70,14 @@ fn build_family(slf: &Bound<'_, NativeMetric>, kind: Kind) -> PyResult<(Arc<Fami
     Ok((Arc::new(family), doc_str.is_some()))
 }
 
-fn upper_bounds(slf: &Bound<'_, NativeMetric>, kind: Kind) -> PyResult<Vec<f64>> {
+fn upper_bounds(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<Vec<f64>> {
     match kind {
         Kind::Histogram => slf.getattr("_upper_bounds")?.extract(),
         _ => Ok(Vec::new()),
     }
 }
 
-fn is_most_recent(slf: &Bound<'_, NativeMetric>, kind: Kind) -> PyResult<bool> {
+fn is_most_recent(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<bool> {
     if kind != Kind::Gauge {
         return Ok(false);
     }
@@ -129,7 +85,7 @@ fn is_most_recent(slf: &Bound<'_, NativeMetric>, kind: Kind) -> PyResult<bool> {
     Ok(mode.eq("mostrecent")? || mode.eq("livemostrecent")?)
 }
 
-fn set_state(this: &NativeMetric, state: State) -> PyResult<()> {
+fn set_state(this: &MetricCore, state: State) -> PyResult<()> {
     this.state
         .set(state)
         .map_err(|_| value_error("metric already initialised"))
@@ -188,63 +144,106 @@ fn exemplar_from_python(
     })
 }
 
-#[pymethods]
-impl NativeMetric {
-    /// Sets up a labelled parent; returns the dict of children (Python's `_metrics`).
-    fn _init_parent(slf: &Bound<'_, Self>) -> PyResult<Py<PyDict>> {
-        let this = slf.get();
-        let (family, renders_natively) = build_family(slf, this.kind)?;
+/// What every metric class holds: its kind and, once initialised, its state.
+pub struct MetricCore {
+    kind: Kind,
+    state: OnceLock<State>,
+}
+
+impl MetricCore {
+    fn new(kind: Kind) -> MetricCore {
+        MetricCore {
+            kind,
+            state: OnceLock::new(),
+        }
+    }
+
+    #[inline]
+    fn state(&self) -> PyResult<&State> {
+        self.state.get().ok_or_else(|| {
+            PyAttributeError::new_err("metric is not initialised: call MetricWrapperBase.__init__")
+        })
+    }
+
+    /// The child's cells, or the reference's error for a labelled parent.
+    #[inline(always)]
+    fn child(&self) -> PyResult<&Arc<Child>> {
+        match self.state.get().and_then(|s| s.child.as_ref()) {
+            Some(child) => Ok(child),
+            None => Err(self.not_observable()),
+        }
+    }
+
+    #[cold]
+    fn not_observable(&self) -> PyErr {
+        match self.state() {
+            Err(e) => e,
+            Ok(_) => value_error(format!(
+                "{} metric is missing label values",
+                self.kind.metric_type().as_str()
+            )),
+        }
+    }
+
+    /// The family to render natively, or None when Python must produce the samples.
+    fn native_family(&self) -> Option<&Arc<Family>> {
+        let state = self.state.get()?;
+        let family = state.family.as_ref()?;
+        (state.renders_natively && !family.needs_python()).then_some(family)
+    }
+
+    pub fn family_view(&self, use_created: bool) -> Option<FamilyView> {
+        Some(FamilyView::new(self.native_family()?.clone(), use_created))
+    }
+
+    fn init_parent(&self, slf: &Bound<'_, PyAny>) -> PyResult<Py<PyDict>> {
+        let (family, renders_natively) = build_family(slf, self.kind)?;
         let children = PyDict::new(slf.py()).unbind();
-        set_state(
-            this,
-            State {
-                family: Some(family),
-                child: None,
-                children: Some(children.clone_ref(slf.py())),
-                labelnames: slf.getattr("_labelnames")?.cast_into::<PyTuple>()?.unbind(),
-                most_recent: is_most_recent(slf, this.kind)?,
-                renders_natively,
-            },
-        )?;
+        let state = State {
+            family: Some(family),
+            child: None,
+            children: Some(children.clone_ref(slf.py())),
+            labelnames: slf.getattr("_labelnames")?.cast_into::<PyTuple>()?.unbind(),
+            most_recent: is_most_recent(slf, self.kind)?,
+            renders_natively,
+        };
+        set_state(self, state)?;
         Ok(children)
     }
 
-    /// Sets up an observable metric (unlabelled, or a child) with its creation time.
-    fn _init_child(slf: &Bound<'_, Self>, created: f64) -> PyResult<()> {
-        let this = slf.get();
+    fn init_child(&self, slf: &Bound<'_, PyAny>, created: f64) -> PyResult<()> {
         let labels: Vec<String> = slf.getattr("_labelvalues")?.extract()?;
         let top_level = labels.is_empty();
-        let child = Arc::new(match this.kind {
+        let child = Arc::new(match self.kind {
             Kind::Counter => Child::counter(labels, created),
             Kind::Gauge => Child::gauge(labels),
             Kind::Summary => Child::summary(labels, created),
-            Kind::Histogram => Child::histogram(labels, created, &upper_bounds(slf, this.kind)?),
+            Kind::Histogram => Child::histogram(labels, created, &upper_bounds(slf, self.kind)?),
         });
         let (family, renders_natively) = if top_level {
-            let (family, native) = build_family(slf, this.kind)?;
+            let (family, native) = build_family(slf, self.kind)?;
             family.insert(child.clone());
             (Some(family), native)
         } else {
             (None, true)
         };
-        set_state(
-            this,
-            State {
-                family,
-                child: Some(child),
-                children: None,
-                labelnames: slf.getattr("_labelnames")?.cast_into::<PyTuple>()?.unbind(),
-                most_recent: is_most_recent(slf, this.kind)?,
-                renders_natively,
-            },
-        )
+        let state = State {
+            family,
+            child: Some(child),
+            children: None,
+            labelnames: slf.getattr("_labelnames")?.cast_into::<PyTuple>()?.unbind(),
+            most_recent: is_most_recent(slf, self.kind)?,
+            renders_natively,
+        };
+        set_state(self, state)
     }
 
     /// The child for these label values. Existing children are found here; anything else
-    /// (a new child, or a call that raises) goes to `MetricWrapperBase.labels`.
-    #[pyo3(signature = (*args, **kwargs))]
+    /// (a new child, or a call that raises) goes to the Python `labels`.
+    #[inline]
     fn labels<'py>(
-        slf: &Bound<'py, Self>,
+        &self,
+        slf: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
@@ -252,7 +251,7 @@ impl NativeMetric {
             children: Some(children),
             labelnames,
             ..
-        }) = slf.get().state.get()
+        }) = self.state.get()
         {
             let py = slf.py();
             let key = match kwargs.filter(|kw| !kw.is_empty()) {
@@ -269,33 +268,37 @@ impl NativeMetric {
         slf.call_method("_labels_slow", args.clone(), kwargs)
     }
 
-    /// A child was added to `_metrics` (called under the metric's `_lock`).
-    fn _link_child(
-        slf: &Bound<'_, Self>,
-        key: &Bound<'_, PyAny>,
-        child: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        // The family keys a child by its own `_labelvalues`; `key` mirrors the Python hook.
-        let _ = key;
-        let Some(family) = &slf.get().state()?.family else {
+    fn link_child(&self, child: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Some(family) = &self.state()?.family else {
             return Ok(());
         };
-        if let Ok(native) = child.cast::<NativeMetric>() {
-            if let Some(cells) = native.get().state.get().and_then(|s| s.child.clone()) {
-                family.insert(cells);
-            }
+        if let Some(cells) = metric_core(child)
+            .and_then(|c| c.state.get())
+            .and_then(|s| s.child.clone())
+        {
+            family.insert(cells);
         }
         Ok(())
     }
 
-    /// `(found, value)` of the first sample named `name` with exactly `labels`, read from the
-    /// cells; `found` is None when Python must collect this metric instead.
-    fn _sample_value(
-        slf: &Bound<'_, Self>,
+    fn unlink_children(&self, keys: Option<Vec<Vec<String>>>) -> PyResult<()> {
+        let Some(family) = &self.state()?.family else {
+            return Ok(());
+        };
+        match keys {
+            None => family.clear(),
+            Some(keys) => keys.iter().for_each(|k| family.remove(k)),
+        }
+        Ok(())
+    }
+
+    fn sample_value(
+        &self,
+        py: Python<'_>,
         name: &str,
         labels: &Bound<'_, PyDict>,
     ) -> PyResult<(Option<bool>, Option<f64>)> {
-        let Some(family) = slf.get().native_family() else {
+        let Some(family) = self.native_family() else {
             return Ok((None, None));
         };
         let mut pairs = Vec::with_capacity(labels.len());
@@ -310,32 +313,12 @@ impl NativeMetric {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let value = find_sample(family, python::use_created(slf.py())?, name, &pairs);
+        let value = find_sample(family, python::use_created(py)?, name, &pairs);
         Ok((Some(value.is_some()), value))
     }
 
-    /// Children were removed from `_metrics`; `None` means all of them.
-    fn _unlink_children(slf: &Bound<'_, Self>, keys: Option<Vec<Vec<String>>>) -> PyResult<()> {
-        let Some(family) = &slf.get().state()?.family else {
-            return Ok(());
-        };
-        match keys {
-            None => family.clear(),
-            Some(keys) => keys.iter().for_each(|k| family.remove(k)),
-        }
-        Ok(())
-    }
-
-    /// This child's samples come from Python from now on (`Gauge.set_function`).
-    fn _mark_python_samples(slf: &Bound<'_, Self>) -> PyResult<()> {
-        slf.get().child()?.set_python_samples();
-        Ok(())
-    }
-
-    /// The samples of an observable metric: `Sample(suffix, labels, value, None, exemplar)`.
-    fn _child_samples<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let py = slf.py();
-        let child = slf.get().child()?;
+    fn child_samples<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let child = self.child()?;
         let bounds = match &child.value {
             ChildValue::Histogram(h) => h.bounds().to_vec(),
             _ => Vec::new(),
@@ -355,95 +338,83 @@ impl NativeMetric {
                 Err(e) => failure = Some(e),
             }
         });
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        PyTuple::new(py, samples)
-    }
-
-    #[getter]
-    fn _value(slf: &Bound<'_, Self>) -> PyResult<ValueView> {
-        let this = slf.get();
-        match this.kind {
-            Kind::Counter | Kind::Gauge => Ok(ValueView::new(
-                this.child_or_missing(slf, "_value")?,
-                Part::Main,
-            )),
-            _ => Err(missing_attribute(slf, "_value")),
+        match failure {
+            Some(e) => Err(e),
+            None => PyTuple::new(py, samples),
         }
     }
 
-    #[getter]
-    fn _sum(slf: &Bound<'_, Self>) -> PyResult<ValueView> {
-        let this = slf.get();
-        match this.kind {
-            Kind::Summary | Kind::Histogram => Ok(ValueView::new(
-                this.child_or_missing(slf, "_sum")?,
-                Part::Sum,
-            )),
-            _ => Err(missing_attribute(slf, "_sum")),
+    /// A view of one of the child's cells, if this kind has it (else the reference's
+    /// AttributeError, as for a labelled parent).
+    fn view(
+        &self,
+        slf: &Bound<'_, PyAny>,
+        attribute: &str,
+        kinds: &[Kind],
+        part: Part,
+    ) -> PyResult<ValueView> {
+        if !kinds.contains(&self.kind) {
+            return Err(missing_attribute(slf, attribute));
         }
+        Ok(ValueView::new(self.child_or_missing(slf, attribute)?, part))
     }
 
-    #[getter]
-    fn _count(slf: &Bound<'_, Self>) -> PyResult<ValueView> {
-        let this = slf.get();
-        match this.kind {
-            Kind::Summary => Ok(ValueView::new(
-                this.child_or_missing(slf, "_count")?,
-                Part::Count,
-            )),
-            _ => Err(missing_attribute(slf, "_count")),
-        }
-    }
-
-    #[getter]
-    fn _buckets<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyList>> {
-        let this = slf.get();
-        let child = this.child_or_missing(slf, "_buckets")?;
+    fn buckets<'py>(&self, slf: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let child = self.child_or_missing(slf, "_buckets")?;
         let ChildValue::Histogram(h) = &child.value else {
             return Err(missing_attribute(slf, "_buckets"));
         };
-        let views = (0..h.bounds().len()).map(|i| ValueView::new(child.clone(), Part::Bucket(i)));
-        let views = views
-            .map(|v| Bound::new(slf.py(), v))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(slf.py(), views)
+        let views = (0..h.bounds().len())
+            .map(|i| Bound::new(slf.py(), ValueView::new(child.clone(), Part::Bucket(i))));
+        PyList::new(slf.py(), views.collect::<PyResult<Vec<_>>>()?)
     }
 
-    #[getter(_created)]
-    fn created(slf: &Bound<'_, Self>) -> PyResult<f64> {
-        let this = slf.get();
-        match this.kind {
-            Kind::Gauge => Err(missing_attribute(slf, "_created")),
-            _ => Ok(this.child_or_missing(slf, "_created")?.created()),
+    fn created(&self, slf: &Bound<'_, PyAny>) -> PyResult<f64> {
+        if self.kind == Kind::Gauge {
+            return Err(missing_attribute(slf, "_created"));
         }
+        Ok(self.child_or_missing(slf, "_created")?.created())
     }
 
-    #[setter(_created)]
-    fn set_created(slf: &Bound<'_, Self>, value: f64) -> PyResult<()> {
-        slf.get()
-            .child_or_missing(slf, "_created")?
-            .set_created(value);
-        Ok(())
-    }
-}
-
-impl NativeMetric {
     /// The child, or the AttributeError the reference raises for value attributes of a parent.
-    fn child_or_missing(
-        &self,
-        slf: &Bound<'_, NativeMetric>,
-        attribute: &str,
-    ) -> PyResult<Arc<Child>> {
+    fn child_or_missing(&self, slf: &Bound<'_, PyAny>, attribute: &str) -> PyResult<Arc<Child>> {
         self.state
             .get()
             .and_then(|s| s.child.clone())
             .ok_or_else(|| missing_attribute(slf, attribute))
     }
+
+    fn set_exemplar(
+        &self,
+        py: Python<'_>,
+        slot: usize,
+        labels: Option<&Bound<'_, PyAny>>,
+        value: f64,
+    ) -> PyResult<()> {
+        if let Some(labels) = labels.filter(|e| e.is_truthy().unwrap_or(false)) {
+            self.child()?
+                .set_exemplar(slot, exemplar_from_python(py, labels, value)?);
+        }
+        Ok(())
+    }
 }
 
-fn missing_attribute(slf: &Bound<'_, NativeMetric>, attribute: &str) -> PyErr {
+/// The core of any fastprom metric object (an instance of one of the four classes or of a
+/// subclass).
+pub fn metric_core<'a>(obj: &'a Bound<'_, PyAny>) -> Option<&'a MetricCore> {
+    if let Ok(c) = obj.cast::<Counter>() {
+        return Some(&c.get().core);
+    }
+    if let Ok(g) = obj.cast::<Gauge>() {
+        return Some(&g.get().core);
+    }
+    if let Ok(h) = obj.cast::<Histogram>() {
+        return Some(&h.get().core);
+    }
+    obj.cast::<Summary>().ok().map(|s| &s.get().core)
+}
+
+fn missing_attribute(slf: &Bound<'_, PyAny>, attribute: &str) -> PyErr {
     let type_name = slf
         .get_type()
         .name()
@@ -458,34 +429,151 @@ fn negative_counter() -> PyErr {
     value_error("Counters can only be incremented by non-negative amounts.")
 }
 
-#[pyclass(frozen, extends = NativeMetric, subclass, module = "fastprom._native")]
-pub struct NativeCounter;
+/// The methods every metric class has. They are generated per class (not inherited from a
+/// native base) so that each is a method of the instance's exact type.
+macro_rules! metric_methods {
+    ($class:ident, $kind:expr) => {
+        #[pymethods]
+        impl $class {
+            #[new]
+            #[pyo3(signature = (*_args, **_kwargs))]
+            fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+                $class {
+                    core: MetricCore::new($kind),
+                }
+            }
+
+            /// Sets up a labelled parent; returns the dict of children (Python's `_metrics`).
+            fn _init_parent(slf: &Bound<'_, Self>) -> PyResult<Py<PyDict>> {
+                slf.get().core.init_parent(slf.as_any())
+            }
+
+            /// Sets up an observable metric (unlabelled, or a child) with its creation time.
+            fn _init_child(slf: &Bound<'_, Self>, created: f64) -> PyResult<()> {
+                slf.get().core.init_child(slf.as_any(), created)
+            }
+
+            #[pyo3(signature = (*args, **kwargs))]
+            fn labels<'py>(
+                slf: &Bound<'py, Self>,
+                args: &Bound<'py, PyTuple>,
+                kwargs: Option<&Bound<'py, PyDict>>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                slf.get().core.labels(slf.as_any(), args, kwargs)
+            }
+
+            /// A child was added to `_metrics` (under the metric's `_lock`). The family keys it
+            /// by the child's own `_labelvalues`; `key` mirrors the Python hook's signature.
+            fn _link_child(
+                &self,
+                key: &Bound<'_, PyAny>,
+                child: &Bound<'_, PyAny>,
+            ) -> PyResult<()> {
+                let _ = key;
+                self.core.link_child(child)
+            }
+
+            /// Children were removed from `_metrics`; `None` means all of them.
+            fn _unlink_children(&self, keys: Option<Vec<Vec<String>>>) -> PyResult<()> {
+                self.core.unlink_children(keys)
+            }
+
+            /// `(found, value)` of the first sample named `name` with exactly `labels`, read from
+            /// the cells; `found` is None when Python must collect this metric instead.
+            fn _sample_value(
+                &self,
+                py: Python<'_>,
+                name: &str,
+                labels: &Bound<'_, PyDict>,
+            ) -> PyResult<(Option<bool>, Option<f64>)> {
+                self.core.sample_value(py, name, labels)
+            }
+
+            /// From now on this child's samples come from Python (`Gauge.set_function`).
+            fn _mark_python_samples(&self) -> PyResult<()> {
+                self.core.child()?.set_python_samples();
+                Ok(())
+            }
+
+            /// The samples of an observable metric: `Sample(suffix, labels, value, None, exemplar)`.
+            fn _child_samples<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+                self.core.child_samples(py)
+            }
+
+            #[getter]
+            fn _value(slf: &Bound<'_, Self>) -> PyResult<ValueView> {
+                slf.get().core.view(
+                    slf.as_any(),
+                    "_value",
+                    &[Kind::Counter, Kind::Gauge],
+                    Part::Main,
+                )
+            }
+
+            #[getter]
+            fn _sum(slf: &Bound<'_, Self>) -> PyResult<ValueView> {
+                slf.get().core.view(
+                    slf.as_any(),
+                    "_sum",
+                    &[Kind::Summary, Kind::Histogram],
+                    Part::Sum,
+                )
+            }
+
+            #[getter]
+            fn _count(slf: &Bound<'_, Self>) -> PyResult<ValueView> {
+                slf.get()
+                    .core
+                    .view(slf.as_any(), "_count", &[Kind::Summary], Part::Count)
+            }
+
+            #[getter]
+            fn _buckets<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyList>> {
+                slf.get().core.buckets(slf.as_any())
+            }
+
+            #[getter(_created)]
+            fn created(slf: &Bound<'_, Self>) -> PyResult<f64> {
+                slf.get().core.created(slf.as_any())
+            }
+
+            #[setter(_created)]
+            fn set_created(slf: &Bound<'_, Self>, value: f64) -> PyResult<()> {
+                slf.get()
+                    .core
+                    .child_or_missing(slf.as_any(), "_created")?
+                    .set_created(value);
+                Ok(())
+            }
+        }
+    };
+}
+
+/// A Counter tracks counts of events or running totals.
+#[pyclass(frozen, subclass, dict, weakref, module = "fastprom.metrics")]
+pub struct Counter {
+    core: MetricCore,
+}
+
+metric_methods!(Counter, Kind::Counter);
 
 #[pymethods]
-impl NativeCounter {
-    #[new]
-    #[pyo3(signature = (*_args, **_kwargs))]
-    fn new(
-        _args: &Bound<'_, PyTuple>,
-        _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyClassInitializer<Self> {
-        PyClassInitializer::from(NativeMetric::new(Kind::Counter)).add_subclass(NativeCounter)
-    }
-
+impl Counter {
     /// Increment by `amount` (default 1); whole amounts take the integer cell.
-    #[pyo3(signature = (amount = None, exemplar = None))]
+    #[pyo3(signature = (amount = Arg::Missing, exemplar = None))]
     fn inc(
-        slf: &Bound<'_, Self>,
-        amount: Option<&Bound<'_, PyAny>>,
+        &self,
+        py: Python<'_>,
+        amount: Arg<'_>,
         exemplar: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let child = slf.as_super().get().child()?;
-        let added = match amount {
-            None => {
+        let child = self.core.child()?;
+        let added = match &amount {
+            Arg::Missing => {
                 child.counter_inc_int(1);
                 1.0
             }
-            Some(a) => match amount::fast(a) {
+            Arg::Given(a) => match amount::fast(a) {
                 Some(Amount::Int(n)) if n >= 0 => {
                     child.counter_inc_int(n as u64);
                     n as f64
@@ -506,64 +594,60 @@ impl NativeCounter {
                 }
             },
         };
-        if let Some(labels) = exemplar.filter(|e| e.is_truthy().unwrap_or(false)) {
-            child.set_exemplar(0, exemplar_from_python(slf.py(), labels, added)?);
+        if exemplar.is_some() {
+            self.core.set_exemplar(py, 0, exemplar, added)?;
         }
         Ok(())
     }
 
     /// Reset to zero, for a logical process restart without a real one.
     fn reset(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let base = slf.as_super();
-        let child = base.get().child_or_missing(base, "_value")?;
+        let child = slf.get().core.child_or_missing(slf.as_any(), "_value")?;
         child.set(0.0);
         child.set_created(python::time_now(slf.py())?);
         Ok(())
     }
 }
 
-#[pyclass(frozen, extends = NativeMetric, subclass, module = "fastprom._native")]
-pub struct NativeGauge;
+/// Gauge metric, to report instantaneous values.
+#[pyclass(frozen, subclass, dict, weakref, module = "fastprom.metrics")]
+pub struct Gauge {
+    core: MetricCore,
+}
+
+metric_methods!(Gauge, Kind::Gauge);
+
+impl Gauge {
+    /// The child, after the reference's check that `mostrecent` gauges are never incremented.
+    #[inline]
+    fn child_for_inc(&self, method: &str) -> PyResult<&Arc<Child>> {
+        if self.core.state()?.most_recent {
+            return Err(runtime_error(format!(
+                "{method} must not be used with the mostrecent mode"
+            )));
+        }
+        self.core.child()
+    }
+}
 
 #[pymethods]
-impl NativeGauge {
-    #[new]
-    #[pyo3(signature = (*_args, **_kwargs))]
-    fn new(
-        _args: &Bound<'_, PyTuple>,
-        _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyClassInitializer<Self> {
-        PyClassInitializer::from(NativeMetric::new(Kind::Gauge)).add_subclass(NativeGauge)
-    }
-
-    #[pyo3(signature = (amount = None))]
-    fn inc(slf: &Bound<'_, Self>, amount: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let base = slf.as_super().get();
-        if base.state()?.most_recent {
-            return Err(runtime_error(
-                "inc must not be used with the mostrecent mode",
-            ));
-        }
-        let child = base.child()?;
-        child.gauge_add(match amount {
-            None => 1.0,
-            Some(a) => amount::to_f64(a)?,
+impl Gauge {
+    #[pyo3(signature = (amount = Arg::Missing))]
+    fn inc(&self, amount: Arg<'_>) -> PyResult<()> {
+        let child = self.child_for_inc("inc")?;
+        child.gauge_add(match &amount {
+            Arg::Missing => 1.0,
+            Arg::Given(a) => amount::to_f64(a)?,
         });
         Ok(())
     }
 
-    #[pyo3(signature = (amount = None))]
-    fn dec(slf: &Bound<'_, Self>, amount: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let base = slf.as_super().get();
-        if base.state()?.most_recent {
-            return Err(runtime_error(
-                "dec must not be used with the mostrecent mode",
-            ));
-        }
-        let child = base.child()?;
-        child.gauge_add(match amount {
-            None => -1.0,
-            Some(a) => match amount::fast(a) {
+    #[pyo3(signature = (amount = Arg::Missing))]
+    fn dec(&self, amount: Arg<'_>) -> PyResult<()> {
+        let child = self.child_for_inc("dec")?;
+        child.gauge_add(match &amount {
+            Arg::Missing => -1.0,
+            Arg::Given(a) => match amount::fast(a) {
                 Some(Amount::Int(n)) => -(n as f64),
                 Some(Amount::Float(f)) => -f,
                 None => amount::added_to_zero(&amount::negated(a)?)?,
@@ -572,30 +656,28 @@ impl NativeGauge {
         Ok(())
     }
 
-    fn set(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let child = slf.as_super().get().child()?;
+    fn set(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let child = self.core.child()?;
         child.set(amount::float_of(value)?);
         Ok(())
     }
 }
 
-#[pyclass(frozen, extends = NativeMetric, subclass, module = "fastprom._native")]
-pub struct NativeSummary;
+/// A Summary tracks the size and number of events.
+#[pyclass(frozen, subclass, dict, weakref, module = "fastprom.metrics")]
+pub struct Summary {
+    core: MetricCore,
+}
+
+metric_methods!(Summary, Kind::Summary);
 
 #[pymethods]
-impl NativeSummary {
-    #[new]
-    #[pyo3(signature = (*_args, **_kwargs))]
-    fn new(
-        _args: &Bound<'_, PyTuple>,
-        _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyClassInitializer<Self> {
-        PyClassInitializer::from(NativeMetric::new(Kind::Summary)).add_subclass(NativeSummary)
-    }
-
-    fn observe(slf: &Bound<'_, Self>, amount: &Bound<'_, PyAny>) -> PyResult<()> {
-        let child = slf.as_super().get().child()?;
-        let ChildValue::Summary(h) = &child.value else { return Ok(()) };
+impl Summary {
+    fn observe(&self, amount: &Bound<'_, PyAny>) -> PyResult<()> {
+        let child = self.core.child()?;
+        let ChildValue::Summary(h) = &child.value else {
+            return Ok(());
+        };
         match amount::to_f64(amount) {
             Ok(v) => h.observe(v),
             Err(e) => {
@@ -608,35 +690,32 @@ impl NativeSummary {
     }
 }
 
-#[pyclass(frozen, extends = NativeMetric, subclass, module = "fastprom._native")]
-pub struct NativeHistogram;
+/// A Histogram tracks the size and number of events in buckets.
+#[pyclass(frozen, subclass, dict, weakref, module = "fastprom.metrics")]
+pub struct Histogram {
+    core: MetricCore,
+}
+
+metric_methods!(Histogram, Kind::Histogram);
 
 #[pymethods]
-impl NativeHistogram {
-    #[new]
-    #[pyo3(signature = (*_args, **_kwargs))]
-    fn new(
-        _args: &Bound<'_, PyTuple>,
-        _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyClassInitializer<Self> {
-        PyClassInitializer::from(NativeMetric::new(Kind::Histogram)).add_subclass(NativeHistogram)
-    }
-
+impl Histogram {
     #[pyo3(signature = (amount, exemplar = None))]
     fn observe(
-        slf: &Bound<'_, Self>,
+        &self,
+        py: Python<'_>,
         amount: &Bound<'_, PyAny>,
         exemplar: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let child = slf.as_super().get().child()?;
+        let child = self.core.child()?;
         let v = amount::to_f64(amount)?;
         let ChildValue::Histogram(h) = &child.value else {
             return Ok(());
         };
         h.observe(v);
-        if let Some(labels) = exemplar.filter(|e| e.is_truthy().unwrap_or(false)) {
+        if exemplar.is_some() {
             if let Some(bucket) = h.bucket_index(v) {
-                child.set_exemplar(bucket, exemplar_from_python(slf.py(), labels, v)?);
+                self.core.set_exemplar(py, bucket, exemplar, v)?;
             }
         }
         Ok(())

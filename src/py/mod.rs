@@ -19,7 +19,7 @@ fn float_to_go_string(d: &Bound<'_, PyAny>) -> PyResult<String> {
 }
 
 /// An empty native method, the floor the benchmarks measure hot paths against.
-#[pyclass(frozen, module = "fastprom._native")]
+#[pyclass(frozen, subclass, module = "fastprom._native")]
 struct Floor;
 
 #[pymethods]
@@ -30,15 +30,23 @@ impl Floor {
     }
 
     fn noop(&self) {}
+
+    #[pyo3(signature = (amount = None, exemplar = None))]
+    fn noop_opt(&self, amount: Option<&Bound<'_, PyAny>>, exemplar: Option<&Bound<'_, PyAny>>) {
+        let _ = (amount, exemplar);
+    }
+
+    fn noop_bound(slf: &Bound<'_, Self>) {
+        let _ = slf.get();
+    }
 }
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<metric::NativeMetric>()?;
-    m.add_class::<metric::NativeCounter>()?;
-    m.add_class::<metric::NativeGauge>()?;
-    m.add_class::<metric::NativeSummary>()?;
-    m.add_class::<metric::NativeHistogram>()?;
+    m.add_class::<metric::Counter>()?;
+    m.add_class::<metric::Gauge>()?;
+    m.add_class::<metric::Summary>()?;
+    m.add_class::<metric::Histogram>()?;
     m.add_class::<value::ValueView>()?;
     m.add_class::<Floor>()?;
     m.add_function(wrap_pyfunction!(float_to_go_string, m)?)?;

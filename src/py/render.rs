@@ -11,7 +11,7 @@ use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
 use super::amount;
 use super::errors::{value_error, Error};
-use super::metric::NativeMetric;
+use super::metric::metric_core;
 use super::python;
 use crate::core::family::FamilyView;
 use crate::core::model::{
@@ -101,8 +101,8 @@ fn gather(py: Python<'_>, registry: &Bound<'_, PyAny>, format: Format) -> PyResu
     let mut items = Vec::new();
     for entry in plan.try_iter()? {
         let entry = entry?;
-        if let Ok(native) = entry.cast::<NativeMetric>() {
-            if let Some(view) = native.get().family_view(use_created) {
+        if let Some(core) = metric_core(&entry) {
+            if let Some(view) = core.family_view(use_created) {
                 items.push(Item::Native(view));
                 continue;
             }
@@ -252,15 +252,24 @@ fn label_pairs(labels: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
         return Ok(Vec::new());
     }
     let dict = labels.cast::<PyDict>()?;
-    let all_str = dict.iter().all(|(k, v)| k.is_instance_of::<PyString>() && v.is_instance_of::<PyString>());
+    let all_str = dict
+        .iter()
+        .all(|(k, v)| k.is_instance_of::<PyString>() && v.is_instance_of::<PyString>());
     if all_str {
-        let mut pairs: Vec<(String, String)> = dict.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut pairs: Vec<(String, String)> = dict
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         pairs.sort();
         return Ok(pairs);
     }
     // Sorted by Python first, then checked pair by pair: the first bad pair in sorted order raises.
     let items = labels.call_method0("items")?;
-    let sorted = labels.py().import("builtins")?.getattr("sorted")?.call1((items,))?;
+    let sorted = labels
+        .py()
+        .import("builtins")?
+        .getattr("sorted")?
+        .call1((items,))?;
     let mut pairs = Vec::new();
     for item in sorted.try_iter()? {
         let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
