@@ -585,10 +585,10 @@ def chart(rows: List[dict], path: Path) -> bool:
     ax.scatter([b[2] for b in bars], ys, marker='|', s=300, color='black', zorder=3, label='goal')
     for y, b in zip(ys, bars):
         ax.text(max(b[1], b[2]) * 1.12, y, f'{b[1]:.1f}x', va='center', fontsize=7)
-    ax.set_xlim(right=max(max(b[1], b[2]) for b in bars) * 4)
     ax.set_yticks(list(ys))
     ax.set_yticklabels([b[0] for b in bars], fontsize=8)
     ax.set_xscale('log')
+    ax.set_xlim(min(0.5, min(b[1] for b in bars) / 2), max(max(b[1], b[2]) for b in bars) * 4)
     ax.axvline(1, color='grey', lw=0.8)
     ax.set_xlabel('speed-up over prometheus_client (log scale); green = goal met')
     ax.set_title('fastprom vs prometheus_client')

@@ -631,7 +631,7 @@ def operation(draw, d):
     if kind == 'result':
         lp = draw(label_part(d))
         what = draw(st.sampled_from(['describe', 'collect', 'str', 'repr', 'scrape', 'om_scrape',
-                                     'sample_value']))
+                                     'sample_value', 'restricted']))
         if what == 'describe':
             return Step(f'_result = {v}{lp}.describe()', uses=(v,))
         if what == 'collect':
@@ -644,6 +644,12 @@ def operation(draw, d):
             return Step('_result = generate_latest(reg)')
         if what == 'om_scrape':
             return Step('_result = om_generate_latest(reg)')
+        if what == 'restricted':
+            names = draw(st.lists(st.sampled_from(
+                ['a', 'a_total', 'a_created', 'req_count', 'req_sum', 'b_bucket', 'state',
+                 'target_info', 'x.y', 'lat_seconds', 'a_info', 'nope']), max_size=3))
+            gen = draw(st.sampled_from(['generate_latest', 'om_generate_latest']))
+            return Step(f'_result = {gen}(reg.restricted_registry({R(names)}))')
         name = draw(st.sampled_from(['a', 'a_total', 'req_total', 'c_total', 'b_count',
                                      'lat_seconds_bucket', 'x_bucket', 'state']))
         labels = draw(st.sampled_from([None, {}, {'l': 'a'}, {'le': '+Inf'}, {'l': 'a', 'le': '1.0'}]))
@@ -1015,6 +1021,44 @@ FIXED_PROGRAMS = [
         Step("m3.set('3')", uses=('m3',)),
     ]),
 ]
+
+
+# Regression programs for differences found while writing this suite.
+FIXED_PROGRAMS += [
+    Program(steps=[
+        Step("m0 = Counter('c', 'c', ['l'], registry=reg)", defines='m0'),
+        Step("m0.labels('a').inc(None)", uses=('m0',)),
+        Step("m0.labels('a').inc(amount=None)", uses=('m0',)),
+        Step("m1 = Gauge('g', 'g', registry=reg)", defines='m1'),
+        Step("m1.inc(None)", uses=('m1',)),
+        Step("m1.dec(None)", uses=('m1',)),
+        Step("m1.set(None)", uses=('m1',)),
+        Step("m2 = Histogram('h', 'h', registry=reg)", defines='m2'),
+        Step("m2.observe(None)", uses=('m2',)),
+        Step("m3 = Summary('s', 's', registry=reg)", defines='m3'),
+        Step("m3.observe(None)", uses=('m3',)),
+        Step("m3.observe('x')", uses=('m3',)),
+        Step("m3.observe(10**400)", uses=('m3',)),
+    ]),
+    Program(steps=[
+        Step('f0 = None'),
+        Step("f0 = InfoMetricFamily('fam', 'doc', labels=['ü'])", defines='f0'),
+        Step("f0.add_metric([None], {'v': 1})", uses=('f0',)),
+        Step('reg.register(ListCollector([f0]))', uses=('f0',)),
+    ]),
+]
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    'reference quirk: Counter.reset() stores int 0, so later int increments stay exact '
+    'Python ints (visible in collect() above 2**53); exposition bytes are identical'))
+def test_reset_counter_int_arithmetic():
+    compare(Program(steps=[
+        Step("m0 = Counter('c', 'c', registry=reg)", defines='m0'),
+        Step("m0.reset()", uses=('m0',)),
+        Step("m0.inc(2**53 + 1)", uses=('m0',)),
+        Step("m0.inc(2**53 + 1)", uses=('m0',)),
+    ]))
 
 
 @pytest.mark.parametrize('idx', range(len(FIXED_PROGRAMS)))

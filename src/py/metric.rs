@@ -185,6 +185,24 @@ impl MetricCore {
         }
     }
 
+    /// The child's cells when this metric is observable (the fast paths' check).
+    #[inline(always)]
+    pub fn observable_child(&self) -> Option<&Child> {
+        self.state.get().and_then(|s| s.child.as_deref())
+    }
+
+    #[inline(always)]
+    pub fn is_most_recent(&self) -> bool {
+        self.state.get().is_some_and(|s| s.most_recent)
+    }
+
+    /// A labelled parent's dict of children and tuple of label names (borrowed pointers).
+    #[inline(always)]
+    pub fn children_dict(&self) -> Option<(*mut pyo3::ffi::PyObject, *mut pyo3::ffi::PyObject)> {
+        let state = self.state.get()?;
+        Some((state.children.as_ref()?.as_ptr(), state.labelnames.as_ptr()))
+    }
+
     /// The family to render natively, or None when Python must produce the samples.
     fn native_family(&self) -> Option<&Arc<Family>> {
         let state = self.state.get()?;
@@ -399,6 +417,11 @@ impl MetricCore {
     }
 }
 
+/// The four metric classes, for code generic over them.
+pub trait HasCore {
+    fn core(&self) -> &MetricCore;
+}
+
 /// The core of any fastprom metric object (an instance of one of the four classes or of a
 /// subclass).
 pub fn metric_core<'a>(obj: &'a Bound<'_, PyAny>) -> Option<&'a MetricCore> {
@@ -433,11 +456,17 @@ fn negative_counter() -> PyErr {
 /// native base) so that each is a method of the instance's exact type.
 macro_rules! metric_methods {
     ($class:ident, $kind:expr) => {
+        impl HasCore for $class {
+            fn core(&self) -> &MetricCore {
+                &self.core
+            }
+        }
+
         #[pymethods]
         impl $class {
             #[new]
             #[pyo3(signature = (*_args, **_kwargs))]
-            fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+            fn __new__(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
                 $class {
                     core: MetricCore::new($kind),
                 }
@@ -453,7 +482,8 @@ macro_rules! metric_methods {
                 slf.get().core.init_child(slf.as_any(), created)
             }
 
-            #[pyo3(signature = (*args, **kwargs))]
+            /// The full `labels` (`fastcall.rs` installs the fast one as `labels`).
+            #[pyo3(name = "_labels", signature = (*args, **kwargs))]
             fn labels<'py>(
                 slf: &Bound<'py, Self>,
                 args: &Bound<'py, PyTuple>,
@@ -560,7 +590,7 @@ metric_methods!(Counter, Kind::Counter);
 #[pymethods]
 impl Counter {
     /// Increment by `amount` (default 1); whole amounts take the integer cell.
-    #[pyo3(signature = (amount = Arg::Missing, exemplar = None))]
+    #[pyo3(name = "_inc", signature = (amount = Arg::Missing, exemplar = None))]
     fn inc(
         &self,
         py: Python<'_>,
@@ -632,7 +662,7 @@ impl Gauge {
 
 #[pymethods]
 impl Gauge {
-    #[pyo3(signature = (amount = Arg::Missing))]
+    #[pyo3(name = "_inc", signature = (amount = Arg::Missing))]
     fn inc(&self, amount: Arg<'_>) -> PyResult<()> {
         let child = self.child_for_inc("inc")?;
         child.gauge_add(match &amount {
@@ -642,7 +672,7 @@ impl Gauge {
         Ok(())
     }
 
-    #[pyo3(signature = (amount = Arg::Missing))]
+    #[pyo3(name = "_dec", signature = (amount = Arg::Missing))]
     fn dec(&self, amount: Arg<'_>) -> PyResult<()> {
         let child = self.child_for_inc("dec")?;
         child.gauge_add(match &amount {
@@ -656,6 +686,7 @@ impl Gauge {
         Ok(())
     }
 
+    #[pyo3(name = "_set")]
     fn set(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let child = self.core.child()?;
         child.set(amount::float_of(value)?);
@@ -673,6 +704,7 @@ metric_methods!(Summary, Kind::Summary);
 
 #[pymethods]
 impl Summary {
+    #[pyo3(name = "_observe")]
     fn observe(&self, amount: &Bound<'_, PyAny>) -> PyResult<()> {
         let child = self.core.child()?;
         let ChildValue::Summary(h) = &child.value else {
@@ -700,7 +732,7 @@ metric_methods!(Histogram, Kind::Histogram);
 
 #[pymethods]
 impl Histogram {
-    #[pyo3(signature = (amount, exemplar = None))]
+    #[pyo3(name = "_observe", signature = (amount, exemplar = None))]
     fn observe(
         &self,
         py: Python<'_>,

@@ -2,6 +2,7 @@
 
 mod amount;
 mod errors;
+mod fastcall;
 mod metric;
 mod python;
 mod render;
@@ -47,6 +48,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<metric::Gauge>()?;
     m.add_class::<metric::Summary>()?;
     m.add_class::<metric::Histogram>()?;
+    fastcall::install_all(m.py())?;
     m.add_class::<value::ValueView>()?;
     m.add_class::<Floor>()?;
     m.add_function(wrap_pyfunction!(float_to_go_string, m)?)?;
