@@ -257,7 +257,8 @@ pub struct Family {
     /// Indexes of the distinct label names in sorted name order, and where `le` falls among them.
     sorted_labels: Vec<usize>,
     le_position: usize,
-    /// `le` label values of a histogram's buckets.
+    /// A histogram's bucket upper bounds, and their `le` label values.
+    bounds: Vec<f64>,
     le_values: Vec<String>,
     children: Mutex<IndexSet<Keyed>>,
     /// Some child's samples come from Python (it stays set after that child is removed).
@@ -290,6 +291,7 @@ impl Family {
             labelnames,
             sorted_labels,
             le_position,
+            bounds: bounds.to_vec(),
             le_values: bounds.iter().map(|b| float_to_go_string(*b)).collect(),
             children: Mutex::new(IndexSet::new()),
             python_samples: Arc::new(AtomicBool::new(false)),
@@ -307,6 +309,10 @@ impl Family {
     }
 
     /// Whether some child's samples come from Python, so only Python can collect this family.
+    pub fn bounds(&self) -> &[f64] {
+        &self.bounds
+    }
+
     pub fn needs_python(&self) -> bool {
         self.python_samples.load(Ordering::Acquire)
     }

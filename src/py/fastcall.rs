@@ -10,8 +10,9 @@
 use std::ffi::{c_int, CStr};
 
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::{Borrowed, PyClass};
 
 use super::metric::{Counter, Gauge, HasCore, Histogram, MetricCore, Summary};
@@ -89,7 +90,7 @@ unsafe fn forward(
     args: Args,
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-    name: &CStr,
+    name: &Bound<'_, PyString>,
 ) -> *mut ffi::PyObject {
     let nargs = positional_count(nargsf) as usize;
     let nkw = if kwnames.is_null() {
@@ -102,14 +103,7 @@ unsafe fn forward(
     if nargs + nkw > 0 {
         all.extend_from_slice(std::slice::from_raw_parts(args, nargs + nkw));
     }
-    let method = ffi::PyUnicode_InternFromString(name.as_ptr());
-    if method.is_null() {
-        return std::ptr::null_mut();
-    }
-    let result =
-        ffi::PyObject_VectorcallMethod(method, all.as_ptr(), (1 + nargs) as usize, kwnames);
-    ffi::Py_DecRef(method);
-    result
+    ffi::PyObject_VectorcallMethod(name.as_ptr(), all.as_ptr(), (1 + nargs) as usize, kwnames)
 }
 
 /// `(only, nargs)`: whether the call has no keywords, and its positional count.
@@ -142,7 +136,13 @@ unsafe extern "C" fn counter_inc(
             }
         }
     }
-    forward(slf, args, nargsf, kwnames, c"_inc")
+    forward(
+        slf,
+        args,
+        nargsf,
+        kwnames,
+        intern!(Python::assume_attached(), "_inc"),
+    )
 }
 
 /// Gauge `inc` (`sign` 1) and `dec` (`sign` -1).
@@ -152,7 +152,7 @@ unsafe fn gauge_add(
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
     sign: f64,
-    slow: &CStr,
+    slow: &Bound<'_, PyString>,
 ) -> *mut ffi::PyObject {
     if let (true, nargs @ 0..=1) = plain(nargsf, kwnames) {
         let core = core::<Gauge>(slf);
@@ -177,7 +177,14 @@ unsafe extern "C" fn gauge_inc(
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    gauge_add(slf, args, nargsf, kwnames, 1.0, c"_inc")
+    gauge_add(
+        slf,
+        args,
+        nargsf,
+        kwnames,
+        1.0,
+        intern!(Python::assume_attached(), "_inc"),
+    )
 }
 
 unsafe extern "C" fn gauge_dec(
@@ -186,7 +193,14 @@ unsafe extern "C" fn gauge_dec(
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    gauge_add(slf, args, nargsf, kwnames, -1.0, c"_dec")
+    gauge_add(
+        slf,
+        args,
+        nargsf,
+        kwnames,
+        -1.0,
+        intern!(Python::assume_attached(), "_dec"),
+    )
 }
 
 unsafe extern "C" fn gauge_set(
@@ -201,7 +215,13 @@ unsafe extern "C" fn gauge_set(
             return none();
         }
     }
-    forward(slf, args, nargsf, kwnames, c"_set")
+    forward(
+        slf,
+        args,
+        nargsf,
+        kwnames,
+        intern!(Python::assume_attached(), "_set"),
+    )
 }
 
 unsafe extern "C" fn histogram_observe(
@@ -218,7 +238,13 @@ unsafe extern "C" fn histogram_observe(
             }
         }
     }
-    forward(slf, args, nargsf, kwnames, c"_observe")
+    forward(
+        slf,
+        args,
+        nargsf,
+        kwnames,
+        intern!(Python::assume_attached(), "_observe"),
+    )
 }
 
 unsafe extern "C" fn summary_observe(
@@ -235,7 +261,13 @@ unsafe extern "C" fn summary_observe(
             }
         }
     }
-    forward(slf, args, nargsf, kwnames, c"_observe")
+    forward(
+        slf,
+        args,
+        nargsf,
+        kwnames,
+        intern!(Python::assume_attached(), "_observe"),
+    )
 }
 
 /// The label values of a `labels()` call in label-name order, when all are exact `str`:
@@ -304,16 +336,36 @@ unsafe extern "C" fn labels<
                 ffi::PyTuple_SET_ITEM(key, i as ffi::Py_ssize_t, ffi::Py_NewRef(*v));
             }
             let child = ffi::PyDict_GetItemWithError(children, key);
-            ffi::Py_DecRef(key);
             if !child.is_null() {
+                ffi::Py_DecRef(key);
                 return ffi::Py_NewRef(child);
             }
             if !ffi::PyErr_Occurred().is_null() {
+                ffi::Py_DecRef(key);
                 return std::ptr::null_mut();
+            }
+            // A new child of one of the four classes is built natively.
+            let py = Python::assume_attached();
+            let parent = Borrowed::from_ptr(py, slf);
+            let key = Bound::from_owned_ptr(py, key).cast_into_unchecked::<PyTuple>();
+            if let Some(created) = core::<T>(slf).add_child_if_native(&parent, &key) {
+                return match created {
+                    Ok(child) => child.into_ptr(),
+                    Err(e) => {
+                        e.restore(py);
+                        std::ptr::null_mut()
+                    }
+                };
             }
         }
     }
-    forward(slf, args, nargsf, kwnames, c"_labels")
+    forward(
+        slf,
+        args,
+        nargsf,
+        kwnames,
+        intern!(Python::assume_attached(), "_labels"),
+    )
 }
 
 type Fast = unsafe extern "C" fn(

@@ -9,6 +9,7 @@
 use std::sync::{Arc, OnceLock};
 
 use pyo3::exceptions::PyAttributeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
@@ -56,13 +57,13 @@ struct State {
 }
 
 fn build_family(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<(Arc<Family>, bool)> {
-    let documentation = slf.getattr("_documentation")?;
+    let documentation = slf.getattr(intern!(slf.py(), "_documentation"))?;
     let doc_str = documentation.cast::<PyString>().ok().map(|d| d.to_string());
-    let labelnames: Vec<String> = slf.getattr("_labelnames")?.extract()?;
+    let labelnames: Vec<String> = slf.getattr(intern!(slf.py(), "_labelnames"))?.extract()?;
     let family = Family::new(
-        slf.getattr("_name")?.extract()?,
+        slf.getattr(intern!(slf.py(), "_name"))?.extract()?,
         doc_str.clone().unwrap_or_default(),
-        slf.getattr("_unit")?.str()?.to_string(),
+        slf.getattr(intern!(slf.py(), "_unit"))?.str()?.to_string(),
         kind.metric_type(),
         labelnames,
         &upper_bounds(slf, kind)?,
@@ -72,7 +73,7 @@ fn build_family(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<(Arc<Family>, bo
 
 fn upper_bounds(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<Vec<f64>> {
     match kind {
-        Kind::Histogram => slf.getattr("_upper_bounds")?.extract(),
+        Kind::Histogram => slf.getattr(intern!(slf.py(), "_upper_bounds"))?.extract(),
         _ => Ok(Vec::new()),
     }
 }
@@ -81,7 +82,7 @@ fn is_most_recent(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<bool> {
     if kind != Kind::Gauge {
         return Ok(false);
     }
-    let mode = slf.getattr("_multiprocess_mode")?;
+    let mode = slf.getattr(intern!(slf.py(), "_multiprocess_mode"))?;
     Ok(mode.eq("mostrecent")? || mode.eq("livemostrecent")?)
 }
 
@@ -221,7 +222,10 @@ impl MetricCore {
             family: Some(family),
             child: None,
             children: Some(children.clone_ref(slf.py())),
-            labelnames: slf.getattr("_labelnames")?.cast_into::<PyTuple>()?.unbind(),
+            labelnames: slf
+                .getattr(intern!(slf.py(), "_labelnames"))?
+                .cast_into::<PyTuple>()?
+                .unbind(),
             most_recent: is_most_recent(slf, self.kind)?,
             renders_natively,
         };
@@ -230,7 +234,7 @@ impl MetricCore {
     }
 
     fn init_child(&self, slf: &Bound<'_, PyAny>, created: f64) -> PyResult<()> {
-        let labels: Vec<String> = slf.getattr("_labelvalues")?.extract()?;
+        let labels: Vec<String> = slf.getattr(intern!(slf.py(), "_labelvalues"))?.extract()?;
         let top_level = labels.is_empty();
         let child = Arc::new(match self.kind {
             Kind::Counter => Child::counter(labels, created),
@@ -249,7 +253,10 @@ impl MetricCore {
             family,
             child: Some(child),
             children: None,
-            labelnames: slf.getattr("_labelnames")?.cast_into::<PyTuple>()?.unbind(),
+            labelnames: slf
+                .getattr(intern!(slf.py(), "_labelnames"))?
+                .cast_into::<PyTuple>()?
+                .unbind(),
             most_recent: is_most_recent(slf, self.kind)?,
             renders_natively,
         };
@@ -281,9 +288,86 @@ impl MetricCore {
                 if let Some(child) = children.bind(py).get_item(&key)? {
                     return Ok(child);
                 }
+                if let Some(created) = self.add_child_if_native(slf, &key) {
+                    return created;
+                }
             }
         }
         slf.call_method("_labels_slow", args.clone(), kwargs)
+    }
+
+    /// Creates the child for `key` without running the Python constructor: it gets a copy of
+    /// the parent's attributes (as the constructor would set them) and its own cells. Only for
+    /// the four classes themselves; a subclass's constructor may do more, so it runs as usual.
+    pub fn add_child_if_native<'py>(
+        &self,
+        slf: &Bound<'py, PyAny>,
+        key: &Bound<'py, PyTuple>,
+    ) -> Option<PyResult<Bound<'py, PyAny>>> {
+        is_native_class(slf).then(|| self.add_child(slf, key))
+    }
+
+    fn add_child<'py>(
+        &self,
+        slf: &Bound<'py, PyAny>,
+        key: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let lock = slf.getattr(intern!(py, "_lock"))?;
+        lock.call_method0(intern!(py, "acquire"))?;
+        let child = self.add_child_locked(slf, key);
+        lock.call_method0(intern!(py, "release"))?;
+        child
+    }
+
+    fn add_child_locked<'py>(
+        &self,
+        slf: &Bound<'py, PyAny>,
+        key: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let state = self.state()?;
+        let (Some(family), Some(children)) = (&state.family, &state.children) else {
+            return Err(value_error("not a labelled metric"));
+        };
+        let children = children.bind(py);
+        if let Some(existing) = children.get_item(key)? {
+            return Ok(existing);
+        }
+        let labels = key
+            .iter()
+            .map(|v| Ok(v.cast_into::<PyString>()?.to_str()?.to_owned()))
+            .collect::<PyResult<Vec<_>>>()?;
+        let created = python::time_now(py)?;
+        let cells = Arc::new(match self.kind {
+            Kind::Counter => Child::counter(labels, created),
+            Kind::Gauge => Child::gauge(labels),
+            Kind::Summary => Child::summary(labels, created),
+            Kind::Histogram => Child::histogram(labels, created, family.bounds()),
+        });
+        let child = new_instance(py, self.kind)?;
+        let attributes = slf
+            .getattr(intern!(py, "__dict__"))?
+            .cast_into::<PyDict>()?
+            .copy()?;
+        attributes.del_item(intern!(py, "_lock"))?;
+        attributes.del_item(intern!(py, "_metrics"))?;
+        attributes.set_item(intern!(py, "_labelvalues"), key)?;
+        child.setattr(intern!(py, "__dict__"), attributes)?;
+        let child_state = State {
+            family: None,
+            child: Some(cells.clone()),
+            children: None,
+            labelnames: state.labelnames.clone_ref(py),
+            most_recent: state.most_recent,
+            renders_natively: true,
+        };
+        if let Some(core) = metric_core(&child) {
+            set_state(core, child_state)?;
+        }
+        children.set_item(key, &child)?;
+        family.insert(cells);
+        Ok(child)
     }
 
     fn link_child(&self, child: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -415,6 +499,27 @@ impl MetricCore {
         }
         Ok(())
     }
+}
+
+/// Whether `obj`'s class is one of the four (not a subclass).
+fn is_native_class(obj: &Bound<'_, PyAny>) -> bool {
+    let py = obj.py();
+    let class = obj.get_type();
+    class.is(py.get_type::<Counter>())
+        || class.is(py.get_type::<Gauge>())
+        || class.is(py.get_type::<Histogram>())
+        || class.is(py.get_type::<Summary>())
+}
+
+/// A new, uninitialised instance of the class of `kind` (no Python constructor runs).
+fn new_instance(py: Python<'_>, kind: Kind) -> PyResult<Bound<'_, PyAny>> {
+    let core = MetricCore::new(kind);
+    Ok(match kind {
+        Kind::Counter => Bound::new(py, Counter { core })?.into_any(),
+        Kind::Gauge => Bound::new(py, Gauge { core })?.into_any(),
+        Kind::Summary => Bound::new(py, Summary { core })?.into_any(),
+        Kind::Histogram => Bound::new(py, Histogram { core })?.into_any(),
+    })
 }
 
 /// The four metric classes, for code generic over them.

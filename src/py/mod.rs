@@ -4,6 +4,7 @@ mod amount;
 mod errors;
 mod fastcall;
 mod metric;
+mod parse;
 mod python;
 mod render;
 mod value;
@@ -54,6 +55,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(float_to_go_string, m)?)?;
     m.add_function(wrap_pyfunction!(render::generate_text, m)?)?;
     m.add_function(wrap_pyfunction!(render::generate_openmetrics, m)?)?;
+    m.add_function(wrap_pyfunction!(parse::parse_text, m)?)?;
+    m.add_function(wrap_pyfunction!(parse::parse_openmetrics, m)?)?;
+    m.add_function(wrap_pyfunction!(parse::parse_labels, m)?)?;
+    m.add_class::<parse::LineParser>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add(
         "build_profile",

@@ -1,6 +1,7 @@
 //! Python objects the native code calls back into, looked up at call time so that tests can
 //! patch them (`time.time`, `fastprom.metrics._use_created`).
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyModule};
@@ -27,7 +28,7 @@ fn samples_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 pub fn time_now(py: Python<'_>) -> PyResult<f64> {
     static CELL: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     module(py, &CELL, "time")?
-        .getattr("time")?
+        .getattr(intern!(py, "time"))?
         .call0()?
         .extract()
 }
@@ -36,7 +37,7 @@ pub fn time_now(py: Python<'_>) -> PyResult<f64> {
 pub fn use_created(py: Python<'_>) -> PyResult<bool> {
     static CELL: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     module(py, &CELL, "fastprom.metrics")?
-        .getattr("_use_created")?
+        .getattr(intern!(py, "_use_created"))?
         .is_truthy()
 }
 
@@ -44,7 +45,7 @@ pub fn use_created(py: Python<'_>) -> PyResult<bool> {
 pub fn validate_exemplar(py: Python<'_>, labels: &Bound<'_, PyAny>) -> PyResult<()> {
     static CELL: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     module(py, &CELL, "fastprom.validation")?
-        .getattr("_validate_exemplar")?
+        .getattr(intern!(py, "_validate_exemplar"))?
         .call1((labels,))?;
     Ok(())
 }
@@ -57,7 +58,7 @@ pub fn exemplar<'py>(py: Python<'py>, e: &Exemplar) -> PyResult<Bound<'py, PyAny
     }
     let timestamp = e.timestamp.as_ref().and_then(|t| t.parse::<f64>().ok());
     samples_module(py)?
-        .getattr("Exemplar")?
+        .getattr(intern!(py, "Exemplar"))?
         .call1((labels, e.value, timestamp))
 }
 
@@ -70,7 +71,11 @@ pub fn sample<'py>(
     exemplar: Option<&Exemplar>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let exemplar = exemplar.map(|e| self::exemplar(py, e)).transpose()?;
-    samples_module(py)?
-        .getattr("Sample")?
-        .call1((name, labels, value, py.None(), exemplar))
+    samples_module(py)?.getattr(intern!(py, "Sample"))?.call1((
+        name,
+        labels,
+        value,
+        py.None(),
+        exemplar,
+    ))
 }

@@ -6,6 +6,7 @@
 //! released while the writer streams all items into one buffer.
 
 use pyo3::exceptions::{PyAttributeError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
@@ -122,7 +123,7 @@ fn convert(metric: &Bound<'_, PyAny>, format: Format) -> PyResult<OwnedFamily> {
     convert_metric(metric, format).inspect_err(|err| {
         let py = metric.py();
         let value = err.value(py);
-        let appended = value.getattr("args").and_then(|args| {
+        let appended = value.getattr(intern!(value.py(), "args")).and_then(|args| {
             let args = args.cast_into::<PyTuple>()?;
             let base = if args.is_empty() {
                 PyTuple::new(py, [""])?
@@ -138,12 +139,12 @@ fn convert(metric: &Bound<'_, PyAny>, format: Format) -> PyResult<OwnedFamily> {
 }
 
 fn convert_metric(metric: &Bound<'_, PyAny>, format: Format) -> PyResult<OwnedFamily> {
-    let name: String = metric.getattr("name")?.extract()?;
-    let documentation = str_for_replace(&metric.getattr("documentation")?)?;
-    let type_name: String = metric.getattr("type")?.extract()?;
+    let name: String = metric.getattr(intern!(metric.py(), "name"))?.extract()?;
+    let documentation = str_for_replace(&metric.getattr(intern!(metric.py(), "documentation"))?)?;
+    let type_name: String = metric.getattr(intern!(metric.py(), "type"))?.extract()?;
     let metric_type = MetricType::parse(&type_name)
         .ok_or_else(|| value_error(format!("Invalid metric type: {type_name}")))?;
-    let unit = metric.getattr("unit")?;
+    let unit = metric.getattr(intern!(metric.py(), "unit"))?;
     let unit = if unit.is_truthy()? {
         unit.str()?.to_string()
     } else {
@@ -156,7 +157,10 @@ fn convert_metric(metric: &Bound<'_, PyAny>, format: Format) -> PyResult<OwnedFa
         unit,
         samples: Vec::new(),
     };
-    for sample in metric.getattr("samples")?.try_iter()? {
+    for sample in metric
+        .getattr(intern!(metric.py(), "samples"))?
+        .try_iter()?
+    {
         if let Some(s) = convert_sample(&family, &sample?, format)? {
             family.samples.push(s);
         }
@@ -171,8 +175,8 @@ fn convert_sample(
     s: &Bound<'_, PyAny>,
     format: Format,
 ) -> PyResult<Option<OwnedSample>> {
-    let name: String = s.getattr("name")?.extract()?;
-    let labels = label_pairs(&s.getattr("labels")?)?;
+    let name: String = s.getattr(intern!(s.py(), "name"))?.extract()?;
+    let labels = label_pairs(&s.getattr(intern!(s.py(), "labels"))?)?;
     let mut sample = OwnedSample {
         name,
         labels,
@@ -181,8 +185,8 @@ fn convert_sample(
         exemplar: None,
         native_histogram: None,
     };
-    let timestamp = s.getattr("timestamp")?;
-    let native_histogram = s.getattr("native_histogram")?;
+    let timestamp = s.getattr(intern!(s.py(), "timestamp"))?;
+    let native_histogram = s.getattr(intern!(s.py(), "native_histogram"))?;
     match format {
         Format::Text => {
             if !timestamp.is_none() {
@@ -191,10 +195,10 @@ fn convert_sample(
                     openmetrics: String::new(),
                 });
             }
-            sample.value = Some(amount::float_of(&s.getattr("value")?)?);
+            sample.value = Some(amount::float_of(&s.getattr(intern!(s.py(), "value"))?)?);
         }
         Format::OpenMetrics(emit_native_histograms) => {
-            let exemplar = s.getattr("exemplar")?;
+            let exemplar = s.getattr(intern!(s.py(), "exemplar"))?;
             if exemplar.is_truthy()? {
                 check_exemplar_allowed(family, &sample)?;
                 sample.exemplar = Some(convert_exemplar(&exemplar)?);
@@ -215,7 +219,7 @@ fn convert_sample(
                     &native_histogram,
                 )?);
             } else {
-                let value = s.getattr("value")?;
+                let value = s.getattr(intern!(s.py(), "value"))?;
                 if !value.is_none() {
                     sample.value = Some(amount::float_of(&value)?);
                 }
@@ -316,9 +320,9 @@ fn millis(timestamp: &Bound<'_, PyAny>) -> PyResult<String> {
 }
 
 fn convert_exemplar(exemplar: &Bound<'_, PyAny>) -> PyResult<Exemplar> {
-    let labels = label_pairs(&exemplar.getattr("labels")?)?;
-    let value = amount::float_of(&exemplar.getattr("value")?)?;
-    let timestamp = exemplar.getattr("timestamp")?;
+    let labels = label_pairs(&exemplar.getattr(intern!(exemplar.py(), "labels"))?)?;
+    let value = amount::float_of(&exemplar.getattr(intern!(exemplar.py(), "value"))?)?;
+    let timestamp = exemplar.getattr(intern!(exemplar.py(), "timestamp"))?;
     let timestamp = if timestamp.is_none() {
         None
     } else {
@@ -378,7 +382,7 @@ fn convert_native_histogram(
     }
     body.push('}');
     let mut exemplars = Vec::new();
-    let nh_exemplars = nh.getattr("nh_exemplars")?;
+    let nh_exemplars = nh.getattr(intern!(nh.py(), "nh_exemplars"))?;
     if nh_exemplars.is_truthy()? {
         for e in nh_exemplars.try_iter()? {
             check_exemplar_allowed(family, sample)?;
