@@ -13,10 +13,10 @@ pub enum Amount {
     Float(f64),
 }
 
-/// `Some` for an exact `int` that fits in i64 or an exact `float`.
+/// `Some` for an exact `int` that fits in i64, or a `float` (numpy's float64 is a subclass).
 #[inline]
 pub fn fast(obj: &Bound<'_, PyAny>) -> Option<Amount> {
-    if let Ok(f) = obj.cast_exact::<PyFloat>() {
+    if let Ok(f) = obj.cast::<PyFloat>() {
         return Some(Amount::Float(f.value()));
     }
     if obj.cast_exact::<PyInt>().is_ok() {

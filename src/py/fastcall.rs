@@ -38,7 +38,8 @@ impl Number {
 /// # Safety
 /// `obj` is a valid object and the thread is attached.
 unsafe fn number(obj: *mut ffi::PyObject) -> Option<Number> {
-    if ffi::PyFloat_CheckExact(obj) != 0 {
+    // A float subclass (numpy's float64) holds its value the same way.
+    if ffi::PyFloat_Check(obj) != 0 {
         return Some(Number::Float(ffi::PyFloat_AS_DOUBLE(obj)));
     }
     if ffi::PyLong_CheckExact(obj) != 0 {

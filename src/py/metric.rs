@@ -9,6 +9,7 @@
 use std::sync::{Arc, OnceLock};
 
 use pyo3::exceptions::PyAttributeError;
+use pyo3::buffer::PyBuffer;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
@@ -18,6 +19,7 @@ use super::errors::{runtime_error, value_error};
 use super::python;
 use super::value::{Part, ValueView};
 use crate::core::family::{find_sample, Child, ChildValue, Family, FamilyView};
+use crate::core::hotcold::HotCold;
 use crate::core::model::{Exemplar, MetricType};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -501,6 +503,50 @@ impl MetricCore {
     }
 }
 
+/// Observes every value of `values`: a buffer of float64 or float32 (a numpy array, read in
+/// place when contiguous), or any iterable of numbers. A bad element raises what `observe`
+/// would, after the elements before it were recorded (and, like `Summary.observe`, counted
+/// itself when `count_failed`).
+fn observe_batch(h: &HotCold, values: &Bound<'_, PyAny>, count_failed: bool) -> PyResult<()> {
+    // SAFETY: `values` is a live object; PyObject_CheckBuffer only reads its type.
+    if unsafe { pyo3::ffi::PyObject_CheckBuffer(values.as_ptr()) } != 0 {
+        if let Ok(buffer) = PyBuffer::<f64>::get(values) {
+            return observe_buffer(h, &buffer, values.py());
+        }
+        if let Ok(buffer) = PyBuffer::<f32>::get(values) {
+            return observe_buffer(h, &buffer, values.py());
+        }
+    }
+    let mut batch = Vec::with_capacity(1024);
+    for item in values.try_iter()? {
+        match amount::to_f64(&item?) {
+            Ok(v) => batch.push(v),
+            Err(e) => {
+                h.observe_many(&batch);
+                if count_failed {
+                    h.add_observations(1);
+                }
+                return Err(e);
+            }
+        }
+        if batch.len() == batch.capacity() {
+            h.observe_many(&batch);
+            batch.clear();
+        }
+    }
+    h.observe_many(&batch);
+    Ok(())
+}
+
+fn observe_buffer<T: pyo3::buffer::Element + Copy + Into<f64>>(h: &HotCold, buffer: &PyBuffer<T>, py: Python<'_>) -> PyResult<()> {
+    match buffer.as_slice_ptr() {
+        // SAFETY: the buffer stays exported while we read it, and no Python code runs meanwhile.
+        Some(values) => h.observe_many(unsafe { values.as_ref() }),
+        None => h.observe_many(&buffer.to_vec(py)?),
+    }
+    Ok(())
+}
+
 /// Whether `obj`'s class is one of the four (not a subclass).
 fn is_native_class(obj: &Bound<'_, PyAny>) -> bool {
     let py = obj.py();
@@ -809,6 +855,14 @@ metric_methods!(Summary, Kind::Summary);
 
 #[pymethods]
 impl Summary {
+    /// Observe every value (numpy array, list or any iterable), as `observe` one by one would.
+    fn observe_many(&self, values: &Bound<'_, PyAny>) -> PyResult<()> {
+        match &self.core.child()?.value {
+            ChildValue::Summary(h) => observe_batch(h, values, true),
+            _ => Ok(()),
+        }
+    }
+
     #[pyo3(name = "_observe")]
     fn observe(&self, amount: &Bound<'_, PyAny>) -> PyResult<()> {
         let child = self.core.child()?;
@@ -837,6 +891,14 @@ metric_methods!(Histogram, Kind::Histogram);
 
 #[pymethods]
 impl Histogram {
+    /// Observe every value (numpy array, list or any iterable), as `observe` one by one would.
+    fn observe_many(&self, values: &Bound<'_, PyAny>) -> PyResult<()> {
+        match &self.core.child()?.value {
+            ChildValue::Histogram(h) => observe_batch(h, values, false),
+            _ => Ok(()),
+        }
+    }
+
     #[pyo3(name = "_observe", signature = (amount, exemplar = None))]
     fn observe(
         &self,
