@@ -1,6 +1,6 @@
 """Type stubs for fastprom's native module (Rust, PyO3)."""
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .samples import Exemplar, Sample
 
@@ -47,9 +47,11 @@ class Gauge(_Metric):
 
 class Summary(_Metric):
     def observe(self, amount: float) -> None: ...
+    def observe_many(self, values: Iterable[float]) -> None: ...
 
 class Histogram(_Metric):
     def observe(self, amount: float, exemplar: Optional[Dict[str, str]] = None) -> None: ...
+    def observe_many(self, values: Iterable[float]) -> None: ...
 
 class Floor:
     """An empty native method: the benchmarks' floor."""
