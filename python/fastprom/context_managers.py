@@ -69,31 +69,6 @@ class InprogressTracker:
         return _decorate_with(f, lambda: self)
 
 
-class Timer:
-    """Measure a block and pass the duration in seconds to getattr(metric, callback_name)."""
-
-    def __init__(self, metric, callback_name):
-        self._metric = metric
-        self._callback_name = callback_name
-        self.duration = None
-
-    def _new_timer(self):
-        return self.__class__(self._metric, self._callback_name)
-
-    def __enter__(self):
-        self._start = default_timer()
-        return self
-
-    def __exit__(self, typ, value, traceback):
-        # Time can go backwards.
-        self.duration = max(default_timer() - self._start, 0)
-        callback = getattr(self._metric, self._callback_name)
-        callback(self.duration)
-
-    def labels(self, *args, **kw):
-        """Observe into metric.labels(*args, **kw) instead (for `with m.time() as t: t.labels(...)`)."""
-        self._metric = self._metric.labels(*args, **kw)
-
-    def __call__(self, f: "F") -> "F":
-        # A fresh timer per call keeps the decorator thread-safe and reentrant.
-        return _decorate_with(f, self._new_timer)
+# Timer is native: `with hist.time():` runs __enter__/__exit__ without Python frames. It reads
+# this module's `default_timer` at each call and uses `_decorate_with` as a decorator.
+from ._native import Timer  # noqa: E402

@@ -8,8 +8,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use pyo3::exceptions::PyAttributeError;
 use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::PyAttributeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
@@ -17,6 +17,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use super::amount::{self, Amount, Arg};
 use super::errors::{runtime_error, value_error};
 use super::python;
+use super::timer::Timer;
 use super::value::{Part, ValueView};
 use crate::core::family::{find_sample, Child, ChildValue, Family, FamilyView};
 use crate::core::hotcold::HotCold;
@@ -538,13 +539,38 @@ fn observe_batch(h: &HotCold, values: &Bound<'_, PyAny>, count_failed: bool) -> 
     Ok(())
 }
 
-fn observe_buffer<T: pyo3::buffer::Element + Copy + Into<f64>>(h: &HotCold, buffer: &PyBuffer<T>, py: Python<'_>) -> PyResult<()> {
+fn observe_buffer<T: pyo3::buffer::Element + Copy + Into<f64>>(
+    h: &HotCold,
+    buffer: &PyBuffer<T>,
+    py: Python<'_>,
+) -> PyResult<()> {
     match buffer.as_slice_ptr() {
         // SAFETY: the buffer stays exported while we read it, and no Python code runs meanwhile.
         Some(values) => h.observe_many(unsafe { values.as_ref() }),
         None => h.observe_many(&buffer.to_vec(py)?),
     }
     Ok(())
+}
+
+/// Records a Timer's duration straight into the cells when `metric` is one of the four classes
+/// itself (a subclass may override the callback) and `callback` is what `time()` passes.
+pub fn record_duration(
+    metric: &Bound<'_, PyAny>,
+    callback: &Bound<'_, PyString>,
+    seconds: f64,
+) -> bool {
+    if !is_native_class(metric) {
+        return false;
+    }
+    let Some(child) = metric_core(metric).and_then(|core| core.observable_child()) else {
+        return false;
+    };
+    match (&child.value, callback.to_str()) {
+        (ChildValue::Histogram(h) | ChildValue::Summary(h), Ok("observe")) => h.observe(seconds),
+        (ChildValue::Gauge(_), Ok("set")) => child.set(seconds),
+        _ => return false,
+    }
+    true
 }
 
 /// Whether `obj`'s class is one of the four (not a subclass).
@@ -813,6 +839,14 @@ impl Gauge {
 
 #[pymethods]
 impl Gauge {
+    /// Time a block of code or function (context manager or decorator) and `set` the seconds.
+    fn time(slf: &Bound<'_, Self>) -> Timer {
+        Timer::for_metric(
+            slf.clone().into_any().unbind(),
+            intern!(slf.py(), "set").clone().unbind(),
+        )
+    }
+
     #[pyo3(name = "_inc", signature = (amount = Arg::Missing))]
     fn inc(&self, amount: Arg<'_>) -> PyResult<()> {
         let child = self.child_for_inc("inc")?;
@@ -855,6 +889,14 @@ metric_methods!(Summary, Kind::Summary);
 
 #[pymethods]
 impl Summary {
+    /// Time a block of code or function (context manager or decorator) and `observe` the seconds.
+    fn time(slf: &Bound<'_, Self>) -> Timer {
+        Timer::for_metric(
+            slf.clone().into_any().unbind(),
+            intern!(slf.py(), "observe").clone().unbind(),
+        )
+    }
+
     /// Observe every value (numpy array, list or any iterable), as `observe` one by one would.
     fn observe_many(&self, values: &Bound<'_, PyAny>) -> PyResult<()> {
         match &self.core.child()?.value {
@@ -891,6 +933,14 @@ metric_methods!(Histogram, Kind::Histogram);
 
 #[pymethods]
 impl Histogram {
+    /// Time a block of code or function (context manager or decorator) and `observe` the seconds.
+    fn time(slf: &Bound<'_, Self>) -> Timer {
+        Timer::for_metric(
+            slf.clone().into_any().unbind(),
+            intern!(slf.py(), "observe").clone().unbind(),
+        )
+    }
+
     /// Observe every value (numpy array, list or any iterable), as `observe` one by one would.
     fn observe_many(&self, values: &Bound<'_, PyAny>) -> PyResult<()> {
         match &self.core.child()?.value {

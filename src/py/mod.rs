@@ -7,6 +7,7 @@ mod metric;
 mod parse;
 mod python;
 mod render;
+mod timer;
 mod value;
 
 use pyo3::prelude::*;
@@ -51,6 +52,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<metric::Histogram>()?;
     fastcall::install_all(m.py())?;
     m.add_class::<value::ValueView>()?;
+    m.add_class::<timer::Timer>()?;
     m.add_class::<Floor>()?;
     m.add_function(wrap_pyfunction!(float_to_go_string, m)?)?;
     m.add_function(wrap_pyfunction!(render::generate_text, m)?)?;
