@@ -66,6 +66,10 @@ impl HotCold {
         if self.bounds.len() <= LINEAR_SEARCH_MAX {
             return self.bounds.iter().position(|b| v <= *b);
         }
+        // Small values are common (latencies): answer the first bucket without a search.
+        if v <= self.bounds[0] {
+            return Some(0);
+        }
         let i = self.bounds.partition_point(|b| *b < v);
         (i < self.bounds.len()).then_some(i)
     }
@@ -103,8 +107,15 @@ impl HotCold {
         let sum = &self.slots[half + 1];
         let mut old = sum.load(Ordering::Relaxed);
         loop {
-            let folded = values.iter().fold(f64::from_bits(old), |acc, v| acc + (*v).into());
-            match sum.compare_exchange_weak(old, folded.to_bits(), Ordering::Relaxed, Ordering::Relaxed) {
+            let folded = values
+                .iter()
+                .fold(f64::from_bits(old), |acc, v| acc + (*v).into());
+            match sum.compare_exchange_weak(
+                old,
+                folded.to_bits(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(current) => old = current,
             }
@@ -246,7 +257,10 @@ mod tests {
 
     #[test]
     fn observe_many_equals_one_by_one() {
-        let values: Vec<f64> = (0..1000).map(|i| (i as f64 * 0.37).sin() * 3.0).chain([f64::NAN, 0.1, 0.2]).collect();
+        let values: Vec<f64> = (0..1000)
+            .map(|i| (i as f64 * 0.37).sin() * 3.0)
+            .chain([f64::NAN, 0.1, 0.2])
+            .collect();
         let one = HotCold::new(&[-1.0, 0.0, 1.0, f64::INFINITY]);
         let many = HotCold::new(&[-1.0, 0.0, 1.0, f64::INFINITY]);
         one.observe(0.5);

@@ -19,7 +19,7 @@ use super::errors::{runtime_error, value_error};
 use super::python;
 use super::timer::Timer;
 use super::value::{Part, ValueView};
-use crate::core::family::{find_sample, Child, ChildValue, Family, FamilyView};
+use crate::core::family::{find_sample, Child, ChildValue, Family};
 use crate::core::hotcold::HotCold;
 use crate::core::model::{Exemplar, MetricType};
 
@@ -208,14 +208,10 @@ impl MetricCore {
     }
 
     /// The family to render natively, or None when Python must produce the samples.
-    fn native_family(&self) -> Option<&Arc<Family>> {
+    pub fn native_family(&self) -> Option<&Arc<Family>> {
         let state = self.state.get()?;
         let family = state.family.as_ref()?;
         (state.renders_natively && !family.needs_python()).then_some(family)
-    }
-
-    pub fn family_view(&self, use_created: bool) -> Option<FamilyView> {
-        Some(FamilyView::new(self.native_family()?.clone(), use_created))
     }
 
     fn init_parent(&self, slf: &Bound<'_, PyAny>) -> PyResult<Py<PyDict>> {

@@ -14,7 +14,9 @@ use super::amount;
 use super::errors::{value_error, Error};
 use super::metric::metric_core;
 use super::python;
-use crate::core::family::FamilyView;
+use std::sync::Arc;
+
+use crate::core::family::{Family, FamilyView};
 use crate::core::model::{
     Escaping, Exemplar, FamilySource, MetricType, NativeHistogram, OwnedFamily, OwnedSample,
     Sample, SampleTimestamp,
@@ -28,16 +30,30 @@ enum Format {
     OpenMetrics(bool),
 }
 
+/// A family to render: a native metric's (its children are read later, without the GIL), or
+/// one converted from Python.
 enum Item {
-    Native(FamilyView),
+    Native(Arc<Family>, bool),
     Owned(OwnedFamily),
 }
 
-impl Item {
-    fn source(&self) -> &dyn FamilySource {
+enum Source {
+    View(FamilyView),
+    Owned(OwnedFamily),
+}
+
+impl Source {
+    fn of(item: Item) -> Source {
+        match item {
+            Item::Native(family, use_created) => Source::View(FamilyView::new(family, use_created)),
+            Item::Owned(family) => Source::Owned(family),
+        }
+    }
+
+    fn family(&self) -> &dyn FamilySource {
         match self {
-            Item::Native(view) => view,
-            Item::Owned(family) => family,
+            Source::View(view) => view,
+            Source::Owned(family) => family,
         }
     }
 }
@@ -76,7 +92,8 @@ fn render<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let items = gather(py, registry, format)?;
     let output = py.detach(|| {
-        let sources: Vec<&dyn FamilySource> = items.iter().map(Item::source).collect();
+        let sources: Vec<Source> = items.into_iter().map(Source::of).collect();
+        let sources: Vec<&dyn FamilySource> = sources.iter().map(Source::family).collect();
         let mut out = Vec::with_capacity(4096);
         let result = match format {
             Format::Text => text::write_text(&mut out, &sources, escaping),
@@ -103,8 +120,8 @@ fn gather(py: Python<'_>, registry: &Bound<'_, PyAny>, format: Format) -> PyResu
     for entry in plan.try_iter()? {
         let entry = entry?;
         if let Some(core) = metric_core(&entry) {
-            if let Some(view) = core.family_view(use_created) {
-                items.push(Item::Native(view));
+            if let Some(family) = core.native_family() {
+                items.push(Item::Native(family.clone(), use_created));
                 continue;
             }
             for metric in entry.call_method0("collect")?.try_iter()? {
