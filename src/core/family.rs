@@ -325,6 +325,24 @@ impl Family {
         self.lock_children().clear();
     }
 
+    pub fn len(&self) -> usize {
+        self.lock_children().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replaces all children, in the given order.
+    pub fn replace(&self, children: Vec<Arc<Child>>) {
+        let mut set = self.lock_children();
+        set.clear();
+        for child in children {
+            child.join(&self.python_samples);
+            set.insert(Keyed(child));
+        }
+    }
+
     /// The children as they are now, so rendering holds no lock.
     pub fn children(&self) -> Vec<Arc<Child>> {
         self.lock_children().iter().map(|k| k.0.clone()).collect()

@@ -208,9 +208,12 @@ impl MetricCore {
     }
 
     /// The family to render natively, or None when Python must produce the samples.
-    pub fn native_family(&self) -> Option<&Arc<Family>> {
+    pub fn native_family(&self, py: Python<'_>) -> Option<&Arc<Family>> {
         let state = self.state.get()?;
         let family = state.family.as_ref()?;
+        if let Some(children) = &state.children {
+            sync_children(family, children.bind(py));
+        }
         (state.renders_natively && !family.needs_python()).then_some(family)
     }
 
@@ -399,7 +402,7 @@ impl MetricCore {
         name: &str,
         labels: &Bound<'_, PyDict>,
     ) -> PyResult<(Option<bool>, Option<f64>)> {
-        let Some(family) = self.native_family() else {
+        let Some(family) = self.native_family(py) else {
             return Ok((None, None));
         };
         let mut pairs = Vec::with_capacity(labels.len());
@@ -567,6 +570,21 @@ pub fn record_duration(
         _ => return false,
     }
     true
+}
+
+/// Follows changes made to a parent's `_metrics` dict directly (code in the wild calls
+/// `metric._metrics.clear()` or deletes entries to reset metrics between tests): when the dict
+/// and the family disagree in size, the dict, in its order, is what the family holds.
+fn sync_children(family: &Family, children: &Bound<'_, PyDict>) {
+    if children.len() == family.len() {
+        return;
+    }
+    let cells = children
+        .values()
+        .iter()
+        .filter_map(|child| Some(metric_core(&child)?.state.get()?.child.clone()?))
+        .collect();
+    family.replace(cells);
 }
 
 /// Whether `obj`'s class is one of the four (not a subclass).

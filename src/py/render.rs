@@ -120,7 +120,7 @@ fn gather(py: Python<'_>, registry: &Bound<'_, PyAny>, format: Format) -> PyResu
     for entry in plan.try_iter()? {
         let entry = entry?;
         if let Some(core) = metric_core(&entry) {
-            if let Some(family) = core.native_family() {
+            if let Some(family) = core.native_family(py) {
                 items.push(Item::Native(family.clone(), use_created));
                 continue;
             }
