@@ -225,38 +225,18 @@ unsafe extern "C" fn gauge_set(
     )
 }
 
-unsafe extern "C" fn histogram_observe(
+/// `observe(x)` of a Histogram or a Summary (both keep their cells in a `HotCold`).
+unsafe extern "C" fn observe<
+    T: HasCore + PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync,
+>(
     slf: *mut ffi::PyObject,
     args: Args,
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     if let (true, 1) = plain(nargsf, kwnames) {
-        if let (Some(child), Some(n)) = (child::<Histogram>(slf), number(*args)) {
-            if let ChildValue::Histogram(h) = &child.value {
-                h.observe(n.as_f64());
-                return none();
-            }
-        }
-    }
-    forward(
-        slf,
-        args,
-        nargsf,
-        kwnames,
-        intern!(Python::assume_attached(), "_observe"),
-    )
-}
-
-unsafe extern "C" fn summary_observe(
-    slf: *mut ffi::PyObject,
-    args: Args,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    if let (true, 1) = plain(nargsf, kwnames) {
-        if let (Some(child), Some(n)) = (child::<Summary>(slf), number(*args)) {
-            if let ChildValue::Summary(h) = &child.value {
+        if let (Some(child), Some(n)) = (child::<T>(slf), number(*args)) {
+            if let ChildValue::Histogram(h) | ChildValue::Summary(h) = &child.value {
                 h.observe(n.as_f64());
                 return none();
             }
@@ -433,13 +413,13 @@ pub fn install_all(py: Python<'_>) -> PyResult<()> {
         &summary,
         c"observe",
         c"observe($self, amount)\n--\n\nObserve the given amount.",
-        summary_observe,
+        observe::<Summary>,
     )?;
     install(
         &histogram,
         c"observe",
         c"observe($self, amount, exemplar=None)\n--\n\nObserve the given amount.",
-        histogram_observe,
+        observe::<Histogram>,
     )?;
     let labels_doc = c"labels($self, /, *labelvalues, **labelkwargs)\n--\n\nReturn the child for the given labelset.";
     install(&counter, c"labels", labels_doc, labels::<Counter>)?;
