@@ -194,6 +194,41 @@ def test_metric_private_names(lib, reg):
     assert child._labelvalues == ('x', 'y')
 
 
+def test_children_dict_is_live(lib, reg):
+    """`metric._metrics` is the parent's live child dict in the reference; code in the
+    wild clears it to reset metrics between tests (e.g. `c._metrics.clear()`)."""
+    c = lib.Counter('c', 'doc', ['a'], registry=reg)
+    x = c.labels('x')
+    x.inc()
+    c.labels('y').inc()
+    assert isinstance(c._metrics, dict)
+    assert list(c._metrics) == [('x',), ('y',)]
+    assert c._metrics[('x',)] is x
+    del c._metrics[('x',)]
+    assert reg.get_sample_value('c_total', {'a': 'x'}) is None
+    assert b'a="x"' not in lib.exposition.generate_latest(reg)
+    c._metrics.clear()
+    assert [s for m in reg.collect() for s in m.samples] == []
+    assert lib.exposition.generate_latest(reg) == b'# HELP c_total doc\n# TYPE c_total counter\n'
+    assert c.labels('x') is not x
+    assert c.labels('x')._value.get() == 0.0
+
+
+def test_registry_private_maps(lib, reg):
+    """`_names_to_collectors` is widely used to look up / avoid duplicate metrics."""
+    c = lib.Counter('c', 'doc', ['a'], registry=reg)
+    h = lib.Histogram('h', 'doc', registry=reg)
+    assert reg._names_to_collectors == {
+        'c': c, 'c_total': c, 'c_created': c,
+        'h': h, 'h_bucket': h, 'h_sum': h, 'h_count': h, 'h_created': h}
+    assert reg._collector_to_names == {c: ['c', 'c_total', 'c_created'],
+                                       h: ['h', 'h_bucket', 'h_sum', 'h_count', 'h_created']}
+    for coll in list(reg._collector_to_names):
+        reg.unregister(coll)
+    assert reg._names_to_collectors == {}
+    assert list(reg.collect()) == []
+
+
 # --------------------------------------------------------------------------
 # get_sample_value, default REGISTRY
 # --------------------------------------------------------------------------
@@ -449,6 +484,31 @@ def test_gauge_time(lib, reg):
     assert reg.get_sample_value('g') < t.duration
 
 
+@pytest.mark.parametrize('cls', ['Histogram', 'Summary', 'Gauge'])
+def test_timer_uses_patchable_default_timer(lib, reg, cls):
+    """User tests patch context_managers.default_timer for deterministic durations."""
+    m = getattr(lib, cls)('t', 'doc', registry=reg)
+    value = (lambda: reg.get_sample_value('t')) if cls == 'Gauge' else (
+        lambda: reg.get_sample_value('t_sum'))
+    with unittest.mock.patch.object(lib.context_managers, 'default_timer',
+                                    side_effect=[10.0, 12.5, 20.0, 20.25, 30.0, 29.0]):
+        with m.time() as t:
+            pass
+        assert t.duration == 2.5
+        assert value() == 2.5
+
+        @m.time()
+        def f():
+            return 1
+
+        f()
+        assert value() == (2.75 if cls != 'Gauge' else 0.25)
+        with m.time() as t:  # time going backwards is clamped to 0
+            pass
+        assert t.duration == 0
+    assert value() == (2.75 if cls != 'Gauge' else 0.0)
+
+
 def test_timer_labels(lib, reg):
     h = lib.Histogram('h', 'doc', ['l'], registry=reg)
     with h.time() as t:
@@ -564,6 +624,9 @@ def test_decorators_keep_signature(lib, reg, which):
     assert f.__doc__ == 'docstring'
     assert f.__module__ == __name__
     assert f.__wrapped__ is _sig_target
+    assert f.__qualname__ == _sig_target.__qualname__
+    assert inspect.getfullargspec(f) == inspect.getfullargspec(_sig_target)
+    assert not inspect.iscoroutinefunction(f)
     assert f(1, c=3) == (1, 2, (), 3, 4, {})
     assert f(1, 5, 6, c=3, z=1) == (1, 5, (6,), 3, 4, {'z': 1})
     with pytest.raises(TypeError):
@@ -995,6 +1058,82 @@ def test_write_to_textfile(lib, ref, tmp_path, fixed_time):
     path2 = tmp_path / 'other.prom'
     lib.root.write_to_textfile(str(path2), build(lib), escaping='underscores')
     assert path2.read_bytes() == ref.exposition.generate_latest(build(ref))
+
+
+WSGI_REQUESTS = [
+    dict(REQUEST_METHOD='GET', PATH_INFO='/metrics'),
+    dict(REQUEST_METHOD='GET', PATH_INFO='/', HTTP_ACCEPT='application/openmetrics-text'),
+    dict(REQUEST_METHOD='GET', PATH_INFO='/metrics',
+         HTTP_ACCEPT='text/plain; version=1.0.0; escaping=allow-utf-8'),
+    dict(REQUEST_METHOD='GET', PATH_INFO='/metrics', HTTP_ACCEPT_ENCODING='gzip'),
+    dict(REQUEST_METHOD='GET', PATH_INFO='/metrics', QUERY_STRING='name[]=c_total&name[]=g'),
+    dict(REQUEST_METHOD='GET', PATH_INFO='/favicon.ico'),
+    dict(REQUEST_METHOD='OPTIONS', PATH_INFO='/metrics'),
+    dict(REQUEST_METHOD='POST', PATH_INFO='/metrics'),
+    dict(REQUEST_METHOD='HEAD', PATH_INFO='/metrics'),
+]
+
+
+def _demo_registry(l):
+    reg = l.CollectorRegistry()
+    c = l.Counter('c', 'doc', ['l'], registry=reg)
+    c.labels('a"b').inc(2)
+    l.Gauge('g', 'doc', registry=reg).set(1234567.0)
+    l.Histogram('my.h', 'doc', buckets=[1], registry=reg).observe(0.5)
+    return reg
+
+
+def _gunzip_if_needed(headers, body):
+    import gzip
+    if ('Content-Encoding', 'gzip') in headers:
+        return gzip.decompress(body)
+    return body
+
+
+@pytest.mark.parametrize('environ', WSGI_REQUESTS)
+def test_wsgi_app(ref, impl, environ, fixed_time):
+    def run(l):
+        app = l.exposition.make_wsgi_app(_demo_registry(l))
+        got = {}
+
+        def start_response(status, headers):
+            got['status'] = status
+            got['headers'] = list(headers)
+
+        body = b''.join(app(dict(environ), start_response))
+        body = _gunzip_if_needed(got['headers'], body)
+        if 'name[]' in environ.get('QUERY_STRING', ''):
+            # the reference's RestrictedRegistry iterates a set: family order is arbitrary
+            body = sorted(body.split(b'# HELP'))
+        return got['status'], got['headers'], body
+
+    assert run(impl) == run(ref)
+
+
+@pytest.mark.parametrize('headers', [
+    [], [(b'accept', b'application/openmetrics-text; version=1.0.0')],
+    [(b'accept-encoding', b'gzip')], [(b'Accept', b'text/plain; version=1.0.0; escaping=dots')],
+])
+@pytest.mark.parametrize('query', [b'', b'name[]=g'])
+def test_asgi_app(ref, impl, headers, query, fixed_time):
+    def run(l):
+        app = l.root.make_asgi_app(_demo_registry(l))
+        sent = []
+
+        async def receive():
+            return {'type': 'http.request', 'body': b'', 'more_body': False}
+
+        async def send(msg):
+            sent.append(msg)
+
+        scope = {'type': 'http', 'method': 'GET', 'path': '/metrics', 'headers': headers,
+                 'query_string': query}
+        asyncio.run(app(scope, receive, send))
+        start, body = sent
+        hdrs = [(k.decode(), v.decode()) for k, v in start['headers']]
+        return start['status'], hdrs, _gunzip_if_needed(hdrs, body['body'])
+
+    assert run(impl) == run(ref)
 
 
 ACCEPT_HEADERS = [

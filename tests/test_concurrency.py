@@ -255,13 +255,18 @@ def test_scrape_consistency_during_observe(lib, fmt):
     def observer(i):
         j = 0
         # keep observing until the scraper has overlapped with us a few times
-        while j < 2000 or (len(scrapes) < MIN_SCRAPES and time.monotonic() < deadline):
+        while j < 2000 or ((len(scrapes) < MIN_SCRAPES or len(seen_counts) < 4)
+                           and time.monotonic() < deadline):
             if errors:
                 break
             v = values[(i + j) % len(values)]
-            h.observe(v)
+            if j % 7 == 0:
+                h.observe(v, {'trace_id': f'{i}-{j}'})
+                c.labels(str(i)).inc(1, {'trace_id': f'{i}-{j}'})
+            else:
+                h.observe(v)
+                c.labels(str(i)).inc()
             hl.labels(str(j % 5)).observe(v)
-            c.labels(str(i)).inc()
             j += 1
         done[i] = j
 
@@ -297,6 +302,7 @@ def test_scrape_snapshot_sum_matches_count(lib):
     stop = threading.Event()
     bad = []
     n_scrapes = [0]
+    counts = set()
 
     def scraper():
         while not stop.is_set():
@@ -305,6 +311,7 @@ def test_scrape_snapshot_sum_matches_count(lib):
                     d = {s.name: s.value for s in fam.samples if s.name != 'h_bucket'}
                     if d['h_sum'] != d['h_count']:
                         bad.append(d)
+                    counts.add(d['h_count'])
             n_scrapes[0] += 1
 
     done = [0] * 3
@@ -312,7 +319,8 @@ def test_scrape_snapshot_sum_matches_count(lib):
 
     def observer(i):
         j = 0
-        while j < 2000 or (n_scrapes[0] < MIN_SCRAPES and time.monotonic() < deadline):
+        while j < 2000 or ((n_scrapes[0] < MIN_SCRAPES or len(counts) < 4)
+                           and time.monotonic() < deadline):
             h.observe(1.0)
             j += 1
         done[i] = j
@@ -325,5 +333,6 @@ def test_scrape_snapshot_sum_matches_count(lib):
         stop.set()
         t.join(timeout=120)
     assert reg.get_sample_value('h_sum') == reg.get_sample_value('h_count') == sum(done)
+    assert len(counts) >= 3, counts  # the scrapes really overlapped with the observers
     if getattr(lib, '__name__', '') == IMPL_NAME:
         assert not bad, bad[:5]

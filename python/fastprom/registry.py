@@ -175,11 +175,11 @@ class CollectorRegistry:
         if labels is None:
             labels = {}
         if type(self).collect is not CollectorRegistry.collect or type(labels) is not dict:
-            return _find_sample(self.collect(), name, labels)
+            return _find_sample(self.collect(), name, labels, None)
         target_info, collectors = self._snapshot()
         if target_info:
-            value = _find_sample([target_info], name, labels)
-            if value is not None:
+            value = _find_sample([target_info], name, labels, _NOT_FOUND)
+            if value is not _NOT_FOUND:
                 return value
         for collector in collectors:
             if _renders_natively(collector):
@@ -189,18 +189,22 @@ class CollectorRegistry:
                     if found:
                         return value
                     continue
-            value = _find_sample(collector.collect(), name, labels)
-            if value is not None:
+            value = _find_sample(collector.collect(), name, labels, _NOT_FOUND)
+            if value is not _NOT_FOUND:
                 return value
         return None
 
 
-def _find_sample(metrics, name, labels):
+_NOT_FOUND = object()
+
+
+def _find_sample(metrics, name, labels, default):
+    """The value of the first sample named `name` with exactly `labels` (None is a value)."""
     for metric in metrics:
         for s in metric.samples:
             if s.name == name and s.labels == labels:
                 return s.value
-    return None
+    return default
 
 
 class RestrictedRegistry:

@@ -6,12 +6,14 @@
 //! method descriptors applies (it requires the exact type), and they reach the atomics in the
 //! core without a Python frame.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyAttributeError;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::amount::{self, Amount, Arg};
@@ -152,6 +154,16 @@ fn exemplar_from_python(
 pub struct MetricCore {
     kind: Kind,
     state: OnceLock<State>,
+    /// `_labelvalues`: a native attribute, so children can share one attribute dict.
+    labelvalues: Mutex<Option<Py<PyAny>>>,
+    /// This object's `__dict__` is its parent's template, shared with its siblings until an
+    /// attribute is set on it (then it gets its own copy first).
+    shares_attributes: AtomicBool,
+    /// A parent's attributes for its natively created children (made at the first child).
+    child_attributes: PyOnceLock<Py<PyDict>>,
+    /// The amount each exemplar was recorded with, as passed (`collect()` returns it as is;
+    /// the writers use the float the core keeps).
+    exemplar_amounts: Mutex<Vec<Option<Py<PyAny>>>>,
 }
 
 impl MetricCore {
@@ -159,7 +171,56 @@ impl MetricCore {
         MetricCore {
             kind,
             state: OnceLock::new(),
+            labelvalues: Mutex::new(None),
+            shares_attributes: AtomicBool::new(false),
+            child_attributes: PyOnceLock::new(),
+            exemplar_amounts: Mutex::new(Vec::new()),
         }
+    }
+
+    fn labelvalues(&self, slf: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let values = self.labelvalues.lock().unwrap_or_else(|e| e.into_inner());
+        values
+            .as_ref()
+            .map(|v| v.clone_ref(slf.py()))
+            .ok_or_else(|| missing_attribute(slf, "_labelvalues"))
+    }
+
+    fn set_labelvalues(&self, value: Option<Py<PyAny>>) {
+        *self.labelvalues.lock().unwrap_or_else(|e| e.into_inner()) = value;
+    }
+
+    /// Before an attribute of a child sharing its parent's template changes: a private copy.
+    fn own_attributes(&self, slf: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.shares_attributes.swap(false, Ordering::AcqRel) {
+            let py = slf.py();
+            let copy = slf
+                .getattr(intern!(py, "__dict__"))?
+                .cast_into::<PyDict>()?
+                .copy()?;
+            slf.setattr(intern!(py, "__dict__"), copy)?;
+        }
+        Ok(())
+    }
+
+    /// The parent's attributes as a child's (without `_lock` and `_metrics`), made once.
+    fn child_attributes<'py>(&self, slf: &Bound<'py, PyAny>) -> PyResult<&Bound<'py, PyDict>> {
+        let py = slf.py();
+        let template = self
+            .child_attributes
+            .get_or_try_init(py, || -> PyResult<_> {
+                let attributes = slf
+                    .getattr(intern!(py, "__dict__"))?
+                    .cast_into::<PyDict>()?
+                    .copy()?;
+                for parent_only in [intern!(py, "_lock"), intern!(py, "_metrics")] {
+                    if attributes.contains(parent_only)? {
+                        attributes.del_item(parent_only)?;
+                    }
+                }
+                Ok(attributes.unbind())
+            })?;
+        Ok(template.bind(py))
     }
 
     #[inline]
@@ -348,14 +409,7 @@ impl MetricCore {
             Kind::Histogram => Child::histogram(labels, created, family.bounds()),
         });
         let child = new_instance(py, self.kind)?;
-        let attributes = slf
-            .getattr(intern!(py, "__dict__"))?
-            .cast_into::<PyDict>()?
-            .copy()?;
-        attributes.del_item(intern!(py, "_lock"))?;
-        attributes.del_item(intern!(py, "_metrics"))?;
-        attributes.set_item(intern!(py, "_labelvalues"), key)?;
-        child.setattr(intern!(py, "__dict__"), attributes)?;
+        child.setattr(intern!(py, "__dict__"), self.child_attributes(slf)?)?;
         let child_state = State {
             family: None,
             child: Some(cells.clone()),
@@ -366,6 +420,8 @@ impl MetricCore {
         };
         if let Some(core) = metric_core(&child) {
             set_state(core, child_state)?;
+            core.set_labelvalues(Some(key.clone().into_any().unbind()));
+            core.shares_attributes.store(true, Ordering::Release);
         }
         children.set_item(key, &child)?;
         family.insert(cells);
@@ -437,7 +493,10 @@ impl MetricCore {
                     failure = Some(e);
                 }
             }
-            match python::sample(py, s.suffix, labels, s.value, s.exemplar) {
+            let exemplar = s
+                .exemplar
+                .map(|e| (e, self.exemplar_amount(py, s.bucket.unwrap_or(0))));
+            match python::sample(py, s.suffix, labels, s.value, exemplar) {
                 Ok(sample) => samples.push(sample),
                 Err(e) => failure = Some(e),
             }
@@ -493,13 +552,33 @@ impl MetricCore {
         py: Python<'_>,
         slot: usize,
         labels: Option<&Bound<'_, PyAny>>,
+        amount: Py<PyAny>,
         value: f64,
     ) -> PyResult<()> {
         if let Some(labels) = labels.filter(|e| e.is_truthy().unwrap_or(false)) {
-            self.child()?
-                .set_exemplar(slot, exemplar_from_python(py, labels, value)?);
+            let exemplar = exemplar_from_python(py, labels, value)?;
+            let mut amounts = self
+                .exemplar_amounts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if amounts.len() <= slot {
+                amounts.resize_with(slot + 1, || None);
+            }
+            amounts[slot] = Some(amount);
+            self.child()?.set_exemplar(slot, exemplar);
         }
         Ok(())
+    }
+
+    fn exemplar_amount(&self, py: Python<'_>, slot: usize) -> Option<Py<PyAny>> {
+        let amounts = self
+            .exemplar_amounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        amounts
+            .get(slot)
+            .and_then(|a| a.as_ref())
+            .map(|a| a.clone_ref(py))
     }
 }
 
@@ -585,6 +664,22 @@ fn sync_children(family: &Family, children: &Bound<'_, PyDict>) {
         .filter_map(|child| Some(metric_core(&child)?.state.get()?.child.clone()?))
         .collect();
     family.replace(cells);
+}
+
+/// `object.__setattr__` (or `__delattr__` when `value` is None).
+fn generic_setattr(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyAny>,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let value = value.map_or(std::ptr::null_mut(), |v| v.as_ptr());
+    // SAFETY: valid objects; a NULL value means deletion.
+    let result = unsafe { pyo3::ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(PyErr::fetch(obj.py()))
+    }
 }
 
 /// Whether `obj`'s class is one of the four (not a subclass).
@@ -753,6 +848,30 @@ macro_rules! metric_methods {
                 slf.get().core.buckets(slf.as_any())
             }
 
+            #[getter(_labelvalues)]
+            fn labelvalues(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+                slf.get().core.labelvalues(slf.as_any())
+            }
+
+            #[setter(_labelvalues)]
+            fn set_labelvalues(&self, value: Option<Py<PyAny>>) {
+                self.core.set_labelvalues(value)
+            }
+
+            fn __setattr__(
+                slf: &Bound<'_, Self>,
+                name: &Bound<'_, PyAny>,
+                value: &Bound<'_, PyAny>,
+            ) -> PyResult<()> {
+                slf.get().core.own_attributes(slf.as_any())?;
+                generic_setattr(slf.as_any(), name, Some(value))
+            }
+
+            fn __delattr__(slf: &Bound<'_, Self>, name: &Bound<'_, PyAny>) -> PyResult<()> {
+                slf.get().core.own_attributes(slf.as_any())?;
+                generic_setattr(slf.as_any(), name, None)
+            }
+
             #[getter(_created)]
             fn created(slf: &Bound<'_, Self>) -> PyResult<f64> {
                 slf.get().core.created(slf.as_any())
@@ -816,7 +935,11 @@ impl Counter {
             },
         };
         if exemplar.is_some() {
-            self.core.set_exemplar(py, 0, exemplar, added)?;
+            let amount = match &amount {
+                Arg::Given(a) => a.clone().unbind(),
+                Arg::Missing => 1i32.into_pyobject(py)?.into_any().unbind(),
+            };
+            self.core.set_exemplar(py, 0, exemplar, amount, added)?;
         }
         Ok(())
     }
@@ -978,7 +1101,8 @@ impl Histogram {
         h.observe(v);
         if exemplar.is_some() {
             if let Some(bucket) = h.bucket_index(v) {
-                self.core.set_exemplar(py, bucket, exemplar, v)?;
+                self.core
+                    .set_exemplar(py, bucket, exemplar, amount.clone().unbind(), v)?;
             }
         }
         Ok(())

@@ -50,16 +50,25 @@ pub fn validate_exemplar(py: Python<'_>, labels: &Bound<'_, PyAny>) -> PyResult<
     Ok(())
 }
 
-/// `Exemplar(labels, value, timestamp)` from the core's exemplar.
-pub fn exemplar<'py>(py: Python<'py>, e: &Exemplar) -> PyResult<Bound<'py, PyAny>> {
+/// `Exemplar(labels, value, timestamp)` from the core's exemplar; `amount` is the value as it
+/// was passed, when known.
+pub fn exemplar<'py>(
+    py: Python<'py>,
+    e: &Exemplar,
+    amount: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
     let labels = PyDict::new(py);
     for (k, v) in &e.labels {
         labels.set_item(k, v)?;
     }
     let timestamp = e.timestamp.as_ref().and_then(|t| t.parse::<f64>().ok());
+    let value = match amount {
+        Some(a) => a.into_bound(py),
+        None => e.value.into_pyobject(py)?.into_any(),
+    };
     samples_module(py)?
         .getattr(intern!(py, "Exemplar"))?
-        .call1((labels, e.value, timestamp))
+        .call1((labels, value, timestamp))
 }
 
 /// `Sample(name, labels, value, None, exemplar)`.
@@ -68,9 +77,11 @@ pub fn sample<'py>(
     name: &str,
     labels: Bound<'py, PyDict>,
     value: f64,
-    exemplar: Option<&Exemplar>,
+    exemplar: Option<(&Exemplar, Option<Py<PyAny>>)>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let exemplar = exemplar.map(|e| self::exemplar(py, e)).transpose()?;
+    let exemplar = exemplar
+        .map(|(e, amount)| self::exemplar(py, e, amount))
+        .transpose()?;
     samples_module(py)?.getattr(intern!(py, "Sample"))?.call1((
         name,
         labels,

@@ -118,7 +118,7 @@ impl ValueView {
     fn get_exemplar<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.child
             .exemplar(self.exemplar_slot())
-            .map(|e| python::exemplar(py, &e))
+            .map(|e| python::exemplar(py, &e, None))
             .transpose()
     }
 }
