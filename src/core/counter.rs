@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::cell::{add_f64, add_u64, load_f64, load_u64, store_f64, zeroed};
+use super::cell::{add_f64, add_u64, load_f64, load_u64, store_f64};
 
 const FLOAT: usize = 0;
 const INT: usize = 1;
@@ -16,12 +16,14 @@ const MODE: usize = 2;
 const EXACT_LIMIT: u64 = 1 << 53;
 
 pub struct CounterCells {
-    slots: Box<[AtomicU64]>,
+    slots: [AtomicU64; 3],
 }
 
 impl Default for CounterCells {
     fn default() -> Self {
-        CounterCells { slots: zeroed(3) }
+        CounterCells {
+            slots: Default::default(),
+        }
     }
 }
 

@@ -17,8 +17,8 @@ use super::model::{Exemplar, FamilySource, MetricType, Sample};
 pub enum ChildValue {
     Counter(CounterCells),
     Gauge(AtomicU64),
-    Summary(HotCold),
-    Histogram(HotCold),
+    Summary(Box<HotCold>),
+    Histogram(Box<HotCold>),
 }
 
 /// One time series set: a labelled child, or the single child of an unlabelled metric.
@@ -28,8 +28,8 @@ pub struct Child {
     pub value: ChildValue,
     created: AtomicU64,
     /// Exemplars per bucket (slot 0 for a counter); empty until one is set.
-    exemplars: Mutex<Vec<Option<Exemplar>>>,
-    has_exemplar: AtomicBool,
+    /// Exemplars per bucket (slot 0 for a counter), allocated at the first one.
+    exemplars: OnceLock<Box<Mutex<Vec<Option<Exemplar>>>>>,
     /// A Python callback supplies this child's samples (`Gauge.set_function`).
     python_samples: AtomicBool,
     /// The flag of the family this child belongs to, which it raises too.
@@ -59,11 +59,19 @@ impl Child {
     }
 
     pub fn summary(labels: Vec<String>, created: f64) -> Child {
-        Child::new(labels, ChildValue::Summary(HotCold::new(&[])), created)
+        Child::new(
+            labels,
+            ChildValue::Summary(Box::new(HotCold::new(&[]))),
+            created,
+        )
     }
 
     pub fn histogram(labels: Vec<String>, created: f64, bounds: &[f64]) -> Child {
-        Child::new(labels, ChildValue::Histogram(HotCold::new(bounds)), created)
+        Child::new(
+            labels,
+            ChildValue::Histogram(Box::new(HotCold::new(bounds))),
+            created,
+        )
     }
 
     fn new(labels: Vec<String>, value: ChildValue, created: f64) -> Child {
@@ -71,8 +79,7 @@ impl Child {
             label_values: labels.into_boxed_slice(),
             value,
             created: AtomicU64::new(created.to_bits()),
-            exemplars: Mutex::new(Vec::new()),
-            has_exemplar: AtomicBool::new(false),
+            exemplars: OnceLock::new(),
             python_samples: AtomicBool::new(false),
             family_python_samples: OnceLock::new(),
         }
@@ -148,32 +155,26 @@ impl Child {
     }
 
     pub fn set_exemplar(&self, slot: usize, exemplar: Exemplar) {
-        let mut all = self.lock_exemplars();
+        let all = self.exemplars.get_or_init(Box::default);
+        let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
         if all.len() <= slot {
             all.resize(slot + 1, None);
         }
         all[slot] = Some(exemplar);
-        self.has_exemplar.store(true, Ordering::Release);
     }
 
     pub fn exemplar(&self, slot: usize) -> Option<Exemplar> {
-        if !self.has_exemplar.load(Ordering::Acquire) {
-            return None;
-        }
-        self.lock_exemplars().get(slot).cloned().flatten()
+        self.lock_exemplars()?.get(slot).cloned().flatten()
     }
 
-    fn lock_exemplars(&self) -> MutexGuard<'_, Vec<Option<Exemplar>>> {
-        self.exemplars.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_exemplars(&self) -> Option<MutexGuard<'_, Vec<Option<Exemplar>>>> {
+        let all = self.exemplars.get()?;
+        Some(all.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Reports this child's samples in the reference's order (`_child_samples`).
     pub fn visit(&self, use_created: bool, visit: &mut dyn FnMut(&ChildSample<'_>)) {
-        let exemplars = if self.has_exemplar.load(Ordering::Acquire) {
-            Some(self.lock_exemplars())
-        } else {
-            None
-        };
+        let exemplars = self.lock_exemplars();
         let exemplar = |i: usize| {
             exemplars
                 .as_ref()

@@ -163,7 +163,7 @@ pub struct MetricCore {
     child_attributes: PyOnceLock<Py<PyDict>>,
     /// The amount each exemplar was recorded with, as passed (`collect()` returns it as is;
     /// the writers use the float the core keeps).
-    exemplar_amounts: Mutex<Vec<Option<Py<PyAny>>>>,
+    exemplar_amounts: OnceLock<Box<Mutex<Vec<Option<Py<PyAny>>>>>>,
 }
 
 impl MetricCore {
@@ -174,7 +174,7 @@ impl MetricCore {
             labelvalues: Mutex::new(None),
             shares_attributes: AtomicBool::new(false),
             child_attributes: PyOnceLock::new(),
-            exemplar_amounts: Mutex::new(Vec::new()),
+            exemplar_amounts: OnceLock::new(),
         }
     }
 
@@ -557,10 +557,8 @@ impl MetricCore {
     ) -> PyResult<()> {
         if let Some(labels) = labels.filter(|e| e.is_truthy().unwrap_or(false)) {
             let exemplar = exemplar_from_python(py, labels, value)?;
-            let mut amounts = self
-                .exemplar_amounts
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let amounts = self.exemplar_amounts.get_or_init(Box::default);
+            let mut amounts = amounts.lock().unwrap_or_else(|e| e.into_inner());
             if amounts.len() <= slot {
                 amounts.resize_with(slot + 1, || None);
             }
@@ -573,6 +571,7 @@ impl MetricCore {
     fn exemplar_amount(&self, py: Python<'_>, slot: usize) -> Option<Py<PyAny>> {
         let amounts = self
             .exemplar_amounts
+            .get()?
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         amounts
