@@ -8,4 +8,5 @@ pub mod format;
 pub mod hotcold;
 pub mod model;
 pub mod openmetrics;
+pub mod parse;
 pub mod text;

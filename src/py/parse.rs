@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::os::raw::c_char;
 
 use pyo3::exceptions::{
@@ -24,7 +24,7 @@ use pyo3::types::{PyBytes, PyList, PySet, PyString, PyTuple, PyType};
 use crate::core::parse::openmetrics::OmParser;
 use crate::core::parse::text::TextParser;
 use crate::core::parse::{
-    self, Family, Int, Labels, NativeHist, Num, Options, ParseError, Sample, Store, Ts,
+    self, Family, Fx, Int, Labels, NativeHist, Num, Options, ParseError, Sample, Store, Ts,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -131,34 +131,17 @@ impl<'py> Text<'py> {
 /// A `str` from WTF-8.
 fn py_str(py: Python<'_>, b: &[u8]) -> PyResult<Py<PyAny>> {
     unsafe {
+        if b.is_ascii() {
+            let o = check(py, ffi::PyUnicode_New(b.len() as ffi::Py_ssize_t, 127))?;
+            std::ptr::copy_nonoverlapping(b.as_ptr(), ffi::PyUnicode_DATA(o) as *mut u8, b.len());
+            return Ok(Bound::from_owned_ptr(py, o).unbind());
+        }
         let p = ffi::PyUnicode_DecodeUTF8(
             b.as_ptr() as *const c_char,
             b.len() as ffi::Py_ssize_t,
             c"surrogatepass".as_ptr(),
         );
         Bound::from_owned_ptr_or_err(py, p).map(Bound::unbind)
-    }
-}
-
-#[derive(Default)]
-struct Fx(u64);
-
-impl Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(c.try_into().unwrap()))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-        for &b in chunks.remainder() {
-            h = (h.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-        self.0 = h;
     }
 }
 
@@ -170,6 +153,12 @@ struct Conv<'py, 'a> {
     cls: &'a Classes,
     /// Names (sample and label names) seen in this call, shared between samples.
     names: HashMap<Vec<u8>, Py<PyAny>, BuildHasherDefault<Fx>>,
+    /// The label names of the previous sample, by position.
+    last_keys: Vec<(Vec<u8>, Py<PyAny>)>,
+    /// The label values of the previous sample, by position.
+    last_values: Vec<(Vec<u8>, Py<PyAny>)>,
+    /// The previous sample name.
+    last_name: Option<(Vec<u8>, Py<PyAny>)>,
 }
 
 impl<'py, 'a> Conv<'py, 'a> {
@@ -178,6 +167,9 @@ impl<'py, 'a> Conv<'py, 'a> {
             py,
             cls,
             names: HashMap::default(),
+            last_keys: Vec::new(),
+            last_values: Vec::new(),
+            last_name: None,
         }
     }
 
@@ -237,9 +229,39 @@ impl<'py, 'a> Conv<'py, 'a> {
         unsafe {
             let d = check(self.py, ffi::PyDict_New())?;
             let d = Bound::from_owned_ptr(self.py, d);
-            for &(k, v) in store.pairs(l) {
-                let k = Bound::from_owned_ptr(self.py, self.name(store.get(k))?);
-                let v = py_str(self.py, store.get(v))?;
+            for (i, &(k, v)) in store.pairs(l).iter().enumerate() {
+                let kb = store.get(k);
+                let k = match self.last_keys.get(i) {
+                    Some((b, o)) if b[..] == *kb => o.clone_ref(self.py).into_bound(self.py),
+                    _ => {
+                        let o = Bound::from_owned_ptr(self.py, self.name(kb)?);
+                        if i < 16 {
+                            let entry = (kb.to_vec(), o.clone().unbind());
+                            if i < self.last_keys.len() {
+                                self.last_keys[i] = entry;
+                            } else if i == self.last_keys.len() {
+                                self.last_keys.push(entry);
+                            }
+                        }
+                        o
+                    }
+                };
+                let vb = store.get(v);
+                let v = match self.last_values.get(i) {
+                    Some((b, o)) if b[..] == *vb => o.clone_ref(self.py),
+                    _ => {
+                        let o = py_str(self.py, vb)?;
+                        if i < self.last_values.len() {
+                            let e = &mut self.last_values[i];
+                            e.0.clear();
+                            e.0.extend_from_slice(vb);
+                            e.1 = o.clone_ref(self.py);
+                        } else if i == self.last_values.len() && i < 16 {
+                            self.last_values.push((vb.to_vec(), o.clone_ref(self.py)));
+                        }
+                        o
+                    }
+                };
                 if ffi::PyDict_SetItem(d.as_ptr(), k.as_ptr(), v.as_ptr()) < 0 {
                     return Err(PyErr::fetch(self.py));
                 }
@@ -322,7 +344,17 @@ impl<'py, 'a> Conv<'py, 'a> {
     fn sample(&mut self, store: &Store, s: &Sample) -> PyResult<*mut ffi::PyObject> {
         let mut items: [*mut ffi::PyObject; 6] = [std::ptr::null_mut(); 6];
         let r = (|| -> PyResult<()> {
-            items[0] = self.name(store.get(s.name))?;
+            let nb = store.get(s.name);
+            items[0] = match &self.last_name {
+                Some((b, o)) if b[..] == *nb => o.clone_ref(self.py).into_ptr(),
+                _ => {
+                    let o = self.name(nb)?;
+                    self.last_name = Some((nb.to_vec(), unsafe {
+                        Bound::from_borrowed_ptr(self.py, o).unbind()
+                    }));
+                    o
+                }
+            };
             items[1] = self.labels(store, s.labels)?;
             items[2] = match &s.value {
                 None => none(),
@@ -354,7 +386,16 @@ impl<'py, 'a> Conv<'py, 'a> {
             }
             return Err(e);
         }
-        self.named_tuple(&self.cls.sample, &items)
+        let o = self.named_tuple(&self.cls.sample, &items)?;
+        // Like CPython's collector does for tuples: a sample of atomic items needs no tracking.
+        if self.cls.tuple_layout && s.exemplar.is_none() && s.native_histogram.is_none() {
+            if let Some(Ts::Stamp(..)) = s.timestamp {
+            } else if items[1] == none_ptr() || unsafe { ffi::PyObject_GC_IsTracked(items[1]) } == 0
+            {
+                unsafe { ffi::PyObject_GC_UnTrack(o as *mut std::ffi::c_void) };
+            }
+        }
+        Ok(o)
     }
 
     fn family(&mut self, store: &Store, f: &Family) -> PyResult<Bound<'py, PyAny>> {
@@ -364,7 +405,7 @@ impl<'py, 'a> Conv<'py, 'a> {
         let samples = unsafe {
             let l = check(py, ffi::PyList_New(f.samples.len() as ffi::Py_ssize_t))?;
             let l = Bound::from_owned_ptr(py, l);
-            for (i, s) in f.samples.iter().enumerate() {
+            for (i, s) in store.family_samples(f).iter().enumerate() {
                 let o = self.sample(store, s)?;
                 ffi::PyList_SET_ITEM(l.as_ptr(), i as ffi::Py_ssize_t, o);
             }
@@ -385,6 +426,10 @@ impl<'py, 'a> Conv<'py, 'a> {
         }
         Ok(out)
     }
+}
+
+fn none_ptr() -> *mut ffi::PyObject {
+    unsafe { ffi::Py_None() }
 }
 
 fn none() -> *mut ffi::PyObject {
@@ -474,7 +519,13 @@ fn result<'py>(
 ) -> PyResult<(Bound<'py, PyList>, Py<PyAny>)> {
     let cls = classes(py)?;
     let mut conv = Conv::new(py, cls);
-    let list = conv.families(store, fams)?;
+    // No collections while building: the new objects are all reachable.
+    let was_enabled = unsafe { ffi::PyGC_Disable() };
+    let list = conv.families(store, fams);
+    if was_enabled != 0 {
+        unsafe { ffi::PyGC_Enable() };
+    }
+    let list = list?;
     let e = match err {
         None => py.None(),
         Some(e) => exception(py, e)?,
@@ -485,6 +536,25 @@ fn result<'py>(
 // ---------------------------------------------------------------------------------------------
 // Functions and classes
 
+thread_local! {
+    /// The memory of the last parse on this thread, reused by the next one.
+    static POOL: std::cell::RefCell<Option<Store>> = const { std::cell::RefCell::new(None) };
+}
+
+fn take_store() -> Store {
+    POOL.with(|p| p.borrow_mut().take()).unwrap_or_default()
+}
+
+/// Keeps a store's memory for the next parse (up to a limit).
+fn give_store(mut store: Store) {
+    if store.arena.capacity() <= 32 << 20 && store.samples.capacity() <= 1 << 20 {
+        store.arena.clear();
+        store.pairs.clear();
+        store.samples.clear();
+        POOL.with(|p| *p.borrow_mut() = Some(store));
+    }
+}
+
 /// `(families, error)` of the Prometheus text parser over a whole string.
 #[pyfunction]
 pub fn parse_text<'py>(text: &Bound<'py, PyString>) -> PyResult<(Bound<'py, PyList>, Py<PyAny>)> {
@@ -492,8 +562,11 @@ pub fn parse_text<'py>(text: &Bound<'py, PyString>) -> PyResult<(Bound<'py, PyLi
     let opts = options(py)?;
     let t = Text::new(text)?;
     let bytes = t.bytes();
-    let (store, fams, err) = py.detach(|| parse::text::parse(bytes, opts));
-    result(py, &store, &fams, &err)
+    let store = take_store();
+    let (store, fams, err) = py.detach(|| parse::text::parse(bytes, opts, store));
+    let r = result(py, &store, &fams, &err);
+    give_store(store);
+    r
 }
 
 /// `(families, error)` of the OpenMetrics parser over a whole string.
@@ -505,8 +578,11 @@ pub fn parse_openmetrics<'py>(
     let opts = options(py)?;
     let t = Text::new(text)?;
     let bytes = t.bytes();
-    let (store, fams, err) = py.detach(|| parse::openmetrics::parse(bytes, opts));
-    result(py, &store, &fams, &err)
+    let store = take_store();
+    let (store, fams, err) = py.detach(|| parse::openmetrics::parse(bytes, opts, store));
+    let r = result(py, &store, &fams, &err);
+    give_store(store);
+    r
 }
 
 /// Either parser, line by line.

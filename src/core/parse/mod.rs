@@ -18,6 +18,36 @@ pub mod text;
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A fast non-cryptographic hasher for the parsers' sets of byte strings.
+#[derive(Default, Clone, Copy)]
+pub struct Fx(u64);
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(c.try_into().unwrap())).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ b as u64).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+pub type FxSet<T> = HashSet<T, BuildHasherDefault<Fx>>;
 
 // ---------------------------------------------------------------------------------------------
 // Model
@@ -46,14 +76,31 @@ impl Labels {
     }
 }
 
-/// The strings of a parse.
+/// The strings and samples of a parse.
 #[derive(Default, Debug)]
 pub struct Store {
     pub arena: Vec<u8>,
     pub pairs: Vec<(Span, Span)>,
+    /// The samples of all families: each family owns a range.
+    pub samples: Vec<Sample>,
 }
 
 impl Store {
+    /// Empties the store, keeping its memory, with room for parsing `text`.
+    pub fn reset_for(&mut self, text: &[u8]) {
+        self.arena.clear();
+        self.pairs.clear();
+        self.samples.clear();
+        self.arena.reserve(text.len() + 64);
+        self.pairs.reserve(text.len() / 24);
+        self.samples.reserve(text.len() / 40);
+    }
+
+    /// The samples of a family.
+    pub fn family_samples(&self, f: &Family) -> &[Sample] {
+        &self.samples[f.samples.clone()]
+    }
+
     pub fn push(&mut self, s: &[u8]) -> Span {
         let start = self.arena.len();
         self.arena.extend_from_slice(s);
@@ -185,7 +232,8 @@ pub struct Family {
     /// One of the eight `Metric` types.
     pub typ: &'static str,
     pub unit: Vec<u8>,
-    pub samples: Vec<Sample>,
+    /// Its samples in the [`Store`].
+    pub samples: std::ops::Range<usize>,
 }
 
 /// Options read from Python when a parse starts.
@@ -654,13 +702,16 @@ fn parse_labels_inner(
     let mut seen: Option<HashSet<Vec<u8>>> = None;
     while !sub.is_empty() {
         let (name_term, value_term, rest) = next_term(sub, om).map_err(|_| None)?;
-        sub = rest;
         if value_term.is_empty() {
-            if om {
+            if om || rest.len() == sub.len() {
+                // (Without progress, the reference loops forever; only a direct call of
+                // parse_labels with an unquoted '}' gets here.)
                 return Err(None);
             }
+            sub = rest;
             continue;
         }
+        sub = rest;
         let ns = store.arena.len();
         let quoted = match name_term {
             None => {
@@ -731,6 +782,107 @@ fn parse_labels_inner(
         store.pairs.push((name, value));
     }
     Ok(())
+}
+
+/// The common sample line `name{k="v",...} rest` or `name rest`: legacy names, label names not
+/// starting with `__`, label values without quotes or backslashes, single spaces, and no `{` or
+/// `"` after the labels. Returns (name, labels pushed to the store, rest), exactly what the
+/// general path of both parsers gets for such a line; None (nothing pushed) for any other line.
+pub fn fast_sample<'a>(store: &mut Store, line: &'a [u8]) -> Option<(&'a [u8], Labels, &'a [u8])> {
+    let n = line.len();
+    let first = *line.first()?;
+    if !(first.is_ascii_alphabetic() || first == b'_' || first == b':') {
+        return None;
+    }
+    let mut i = 1;
+    while i < n && (line[i].is_ascii_alphanumeric() || line[i] == b'_' || line[i] == b':') {
+        i += 1;
+    }
+    let name = &line[..i];
+    let start = store.pairs.len();
+    let clean = |rest: &[u8]| !rest.iter().any(|&b| b == b'{' || b == b'"');
+    match line.get(i) {
+        Some(b' ') => {
+            let rest = &line[i + 1..];
+            return if clean(rest) {
+                Some((name, Labels { start, end: start }, rest))
+            } else {
+                None
+            };
+        }
+        Some(b'{') => {}
+        _ => return None,
+    }
+    let arena_start = store.arena.len();
+    i += 1;
+    let ok = (|| {
+        loop {
+            let ks = i;
+            if i >= n || !(line[i].is_ascii_alphabetic() || line[i] == b'_') {
+                return None;
+            }
+            while i < n && (line[i].is_ascii_alphanumeric() || line[i] == b'_') {
+                i += 1;
+            }
+            let k = &line[ks..i];
+            if k.starts_with(b"__") || line.get(i) != Some(&b'=') || line.get(i + 1) != Some(&b'"')
+            {
+                return None;
+            }
+            i += 2;
+            let vs = i;
+            while i < n && line[i] != b'"' && line[i] != b'\\' {
+                i += 1;
+            }
+            if i >= n || line[i] != b'"' {
+                return None;
+            }
+            let v = &line[vs..i];
+            i += 1;
+            if store.pairs.len() - start >= 32
+                || store.pairs[start..]
+                    .iter()
+                    .any(|(kk, _)| store.get(*kk) == k)
+            {
+                return None;
+            }
+            let ksp = store.push(k);
+            let vsp = store.push(v);
+            store.pairs.push((ksp, vsp));
+            match line.get(i) {
+                Some(b',') => i += 1,
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        if line.get(i) != Some(&b' ') {
+            return None;
+        }
+        let rest = &line[i + 1..];
+        if clean(rest) {
+            Some(rest)
+        } else {
+            None
+        }
+    })();
+    match ok {
+        Some(rest) => Some((
+            name,
+            Labels {
+                start,
+                end: store.pairs.len(),
+            },
+            rest,
+        )),
+        None => {
+            store.pairs.truncate(start);
+            store.arena.truncate(arena_start);
+            None
+        }
+    }
 }
 
 /// Removes `__name__` from labels parsed just now (the last ones in the store); its value.
@@ -826,7 +978,10 @@ pub fn py_int(s: &[u8], max_digits: usize) -> Option<Int> {
 
 /// The `Int` of ASCII decimal digits.
 pub fn int_from_digits(neg: bool, digits: &[u8]) -> Int {
-    let nz = digits.iter().position(|&b| b != b'0').unwrap_or(digits.len());
+    let nz = digits
+        .iter()
+        .position(|&b| b != b'0')
+        .unwrap_or(digits.len());
     let d = &digits[nz..];
     if d.len() <= 18 {
         let mut v: i64 = 0;
@@ -1193,7 +1348,9 @@ impl Ts {
                 Ordering::Equal => n1 > n2,
                 o => o == Ordering::Greater,
             }),
-            _ => Err(ParseError::Attribute("'float' object has no attribute 'sec'")),
+            _ => Err(ParseError::Attribute(
+                "'float' object has no attribute 'sec'",
+            )),
         }
     }
 }
@@ -1269,7 +1426,9 @@ mod tests {
         assert_eq!(py_int("\u{1c}1".as_bytes(), 4300), None);
         assert_eq!(
             py_int(b"99999999999999999999", 4300),
-            Some(Int::Big(b"99999999999999999999".to_vec().into_boxed_slice()))
+            Some(Int::Big(
+                b"99999999999999999999".to_vec().into_boxed_slice()
+            ))
         );
         assert_eq!(py_int(&[b'1'; 5000], 4300), None);
     }
@@ -1277,11 +1436,156 @@ mod tests {
     #[test]
     fn strings() {
         assert_eq!(strip(" a\u{a0}".as_bytes()), b"a");
-        assert_eq!(split_quoted(b"# HELP a b c", WS, 3), vec![&b"#"[..], b"HELP", b"a", b"b c"]);
+        assert_eq!(
+            split_quoted(b"# HELP a b c", WS, 3),
+            vec![&b"#"[..], b"HELP", b"a", b"b c"]
+        );
         assert!(is_legacy_metric_name(b"a\n"));
         assert!(!is_legacy_metric_name(b"a\n\n"));
         assert!(is_reserved_label(b"__a\n"));
         assert!(!is_reserved_label(b"__a\nb"));
         assert_eq!(drop_last_char("aé".as_bytes()), b"a");
+    }
+}
+/// No input makes the parsers panic: seeded random mutations of valid expositions (the Python
+/// tests check the results against the reference; this runs without Python).
+#[cfg(test)]
+mod no_panic {
+    use super::*;
+
+    const SEEDS: &[&str] = &[
+        "# HELP a_total doc\n# TYPE a_total counter\na_total{x=\"1\"} 2 1\n# EOF\n",
+        "# TYPE a histogram\na_bucket{le=\"1.0\"} 0\na_bucket{le=\"+Inf\"} 3 # {t=\"x\"} 1 2\na_count 3\na_sum 2\n# EOF\n",
+        "# TYPE s summary\ns{quantile=\"0.5\"} 1.5\ns_count 3\ns_sum 4.5\n# TYPE i info\ni_info{v=\"1\"} 1\n# EOF\n",
+        "# TYPE nh histogram\nnh {count:24,sum:100,schema:0,zero_threshold:0.001,zero_count:4,positive_spans:[0:2],negative_deltas:[2,-1]}\n{\"nh\",a=\"b\"} {count:1,sum:1,schema:1,zero_threshold:0,zero_count:0}\n# EOF\n",
+        "{\"my.metric\",\"a b\"=\"b\\n\\\"\\\\\"} 1 1.5\n# TYPE e stateset\ne{e=\"a\"} 1\n# UNIT g_s s\n# TYPE gh gaugehistogram\ngh_bucket{le=\"-1\"} 1\ngh_gsum -1 1.5\n# EOF\n",
+    ];
+    const PIECES: &[&str] = &[
+        "{",
+        "}",
+        "\"",
+        ",",
+        "=",
+        "#",
+        " ",
+        "\\",
+        "\n",
+        "\t",
+        ".",
+        "+",
+        "-",
+        "_",
+        ":",
+        "e",
+        "0",
+        "9",
+        "NaN",
+        "Inf",
+        "é",
+        "\u{a0}",
+        "\u{3000}",
+        "١",
+        " # ",
+        "_total",
+        "_bucket",
+        "_count",
+        "le",
+        "quantile",
+        "# EOF\n",
+        "\n# TYPE a ",
+        "histogram",
+        "{count:1,sum:1,schema:1}",
+        "[0:1]",
+        "99999999999999999999999",
+        "\u{10ffff}",
+    ];
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    fn mutate(rng: &mut Rng, s: &str) -> Vec<u8> {
+        let mut v: Vec<char> = s.chars().collect();
+        for _ in 0..1 + rng.below(5) {
+            let i = rng.below(v.len() + 1);
+            match rng.below(4) {
+                0 if !v.is_empty() => {
+                    v.remove(i.min(v.len() - 1));
+                }
+                1 => {
+                    let p = PIECES[rng.below(PIECES.len())];
+                    for (k, c) in p.chars().enumerate() {
+                        v.insert(i + k, c);
+                    }
+                }
+                2 if !v.is_empty() => {
+                    let j = rng.below(v.len());
+                    let n = rng.below(10).min(v.len() - j);
+                    let piece: Vec<char> = v[j..j + n].to_vec();
+                    for (k, c) in piece.into_iter().enumerate() {
+                        v.insert(i.min(v.len()) + k, c);
+                    }
+                }
+                _ => v.truncate(i),
+            }
+        }
+        let mut out = v.into_iter().collect::<String>().into_bytes();
+        // Now and then a lone surrogate (WTF-8), as Python strings may hold.
+        if rng.below(10) == 0 {
+            let i = rng.below(out.len() + 1);
+            out.splice(i..i, [0xed, 0xa0, 0x80]);
+        }
+        out
+    }
+
+    #[test]
+    fn mutated_inputs_do_not_panic() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let n = std::env::var("FASTPROM_NO_PANIC_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        let mut store = Store::default();
+        for k in 0..n {
+            let seed = SEEDS[rng.below(SEEDS.len())];
+            let mut text = mutate(&mut rng, seed);
+            if k % 3 == 0 {
+                let s = String::from_utf8_lossy(&text).into_owned();
+                text = mutate(&mut rng, &s);
+            }
+            let opts = Options {
+                legacy: k % 5 == 0,
+                max_str_digits: 4300,
+            };
+            let (s, _, _) = text::parse(&text, opts, store);
+            let (s, _, _) = openmetrics::parse(&text, opts, s);
+            store = s;
+            let _ = parse_labels(&mut store, &text, k % 2 == 0, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod sizes {
+    #[test]
+    fn sizes() {
+        println!(
+            "Sample {} Num {} Ts {} Labels {}",
+            std::mem::size_of::<super::Sample>(),
+            std::mem::size_of::<super::Num>(),
+            std::mem::size_of::<super::Ts>(),
+            std::mem::size_of::<Option<super::Labels>>()
+        );
     }
 }
