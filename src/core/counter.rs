@@ -15,16 +15,9 @@ const INT: usize = 1;
 const MODE: usize = 2;
 const EXACT_LIMIT: u64 = 1 << 53;
 
+#[derive(Default)]
 pub struct CounterCells {
     slots: [AtomicU64; 3],
-}
-
-impl Default for CounterCells {
-    fn default() -> Self {
-        CounterCells {
-            slots: Default::default(),
-        }
-    }
 }
 
 impl CounterCells {
