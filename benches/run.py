@@ -641,11 +641,23 @@ def write_outputs(out: Path, rows: List[dict], info: dict, command: str) -> None
     chart(rows, out / 'speedups.png')
 
 
+def update_readme(readme: Path, rows: List[dict], info: dict, command: str) -> None:
+    """Replace what stands between the README's bench-table markers."""
+    start, end = '<!-- bench-table -->', '<!-- /bench-table -->'
+    text = readme.read_text()
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    section = (f'{start}\n{info_line(info)}\n\nCommand: `{command}`\n\n{markdown_table(rows)}\n\n'
+               f'![speed-ups](benches/results/speedups.png)\n{end}')
+    readme.write_text(before + section + after)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--quick', action='store_true', help='fewer iterations (about 2 minutes)')
     p.add_argument('--only', help='comma-separated globs of row ids, e.g. "counter_inc,hist15_*"')
     p.add_argument('--out', default=str(HERE / 'results'), help='output directory')
+    p.add_argument('--readme', action='store_true', help="also put the table in README.md's bench-table section")
     p.add_argument('--memory-child', nargs=3, metavar=('LIB', 'CLASS', 'N'), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -683,6 +695,8 @@ def main(argv=None) -> int:
     info['seconds'] = time.monotonic() - start
     write_outputs(Path(args.out), rows, info, command)
     print(f'\n{info_line(info)}\nwrote {args.out}/results.md, results.json, speedups.png')
+    if args.readme:
+        update_readme(HERE.parent / 'README.md', rows, info, command)
     if errors:
         print(f'{errors} row(s) failed: see "error" in the table', file=sys.stderr)
     return 1 if errors else 0
