@@ -36,6 +36,13 @@ impl std::fmt::Write for StackBuf {
     }
 }
 
+fn parse_exponent(text: &[u8]) -> i32 {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Shortest round-trip digits of a finite positive float: value = 0.DIGITS * 10**decpt.
 struct Decimal {
     digits: [u8; 20],
@@ -49,28 +56,33 @@ impl Decimal {
     }
 
     fn from_float(v: f64) -> Decimal {
-        // `{:e}` prints the shortest round-trip digits as `d[.ddd]e[-]x`.
-        let mut text = StackBuf::new();
-        let _ = write!(text, "{:e}", v);
+        // ryu prints the shortest round-trip digits, as `ddd.ddd` or `d.ddde[-]x`.
+        let mut buffer = ryu::Buffer::new();
+        let text = buffer.format_finite(v.abs()).as_bytes();
+        let (mantissa, exp) = match text.iter().position(|&b| b == b'e') {
+            Some(e) => (&text[..e], parse_exponent(&text[e + 1..])),
+            None => (text, 0),
+        };
+        let point = mantissa
+            .iter()
+            .position(|&b| b == b'.')
+            .unwrap_or(mantissa.len());
         let mut dec = Decimal {
             digits: [0; 20],
             len: 0,
-            decpt: 0,
+            decpt: point as i32 + exp,
         };
-        let bytes = text.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() && bytes[i] != b'e' {
-            if bytes[i] != b'.' {
-                dec.digits[dec.len] = bytes[i];
+        for &b in mantissa.iter().filter(|b| b.is_ascii_digit()) {
+            if dec.len == 0 && b == b'0' {
+                dec.decpt -= 1; // a leading zero: the point is one place further left
+            } else if dec.len < dec.digits.len() {
+                dec.digits[dec.len] = b;
                 dec.len += 1;
             }
-            i += 1;
         }
-        let exp = std::str::from_utf8(&bytes[i + 1..])
-            .ok()
-            .and_then(|s| s.parse::<i32>().ok())
-            .unwrap_or(0);
-        dec.decpt = exp + 1;
+        while dec.len > 1 && dec.digits[dec.len - 1] == b'0' {
+            dec.len -= 1;
+        }
         dec.prefer_even_on_tie(v);
         dec
     }
