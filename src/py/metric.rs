@@ -150,6 +150,9 @@ fn exemplar_from_python(
     })
 }
 
+/// The amount each exemplar slot was recorded with.
+type ExemplarAmounts = Mutex<Vec<Option<Py<PyAny>>>>;
+
 /// What every metric class holds: its kind and, once initialised, its state.
 pub struct MetricCore {
     kind: Kind,
@@ -163,7 +166,7 @@ pub struct MetricCore {
     child_attributes: PyOnceLock<Py<PyDict>>,
     /// The amount each exemplar was recorded with, as passed (`collect()` returns it as is;
     /// the writers use the float the core keeps).
-    exemplar_amounts: OnceLock<Box<Mutex<Vec<Option<Py<PyAny>>>>>>,
+    exemplar_amounts: OnceLock<Box<ExemplarAmounts>>,
 }
 
 impl MetricCore {
@@ -660,7 +663,7 @@ fn sync_children(family: &Family, children: &Bound<'_, PyDict>) {
     let cells = children
         .values()
         .iter()
-        .filter_map(|child| Some(metric_core(&child)?.state.get()?.child.clone()?))
+        .filter_map(|child| metric_core(&child)?.state.get()?.child.clone())
         .collect();
     family.replace(cells);
 }

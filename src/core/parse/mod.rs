@@ -20,9 +20,17 @@ use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// A fast non-cryptographic hasher for the parsers' sets of byte strings.
+/// A fast non-cryptographic hasher for the parsers' sets of byte strings: 8 bytes at a time,
+/// each step through splitmix64's (bijective) finalizer.
 #[derive(Default, Clone, Copy)]
 pub struct Fx(u64);
+
+#[inline]
+fn mix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
 
 impl Hasher for Fx {
     fn finish(&self) -> u64 {
@@ -30,20 +38,26 @@ impl Hasher for Fx {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut h = self.0;
+        let mut h = mix64(self.0 ^ (bytes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(c.try_into().unwrap())).wrapping_mul(K);
+            h = mix64(h ^ u64::from_le_bytes(c.try_into().unwrap()));
         }
-        for &b in chunks.remainder() {
-            h = (h.rotate_left(5) ^ b as u64).wrapping_mul(K);
+        let rem = chunks.remainder();
+        if !rem.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rem.len()].copy_from_slice(rem);
+            h = mix64(h ^ u64::from_le_bytes(buf));
         }
         self.0 = h;
     }
 
+    fn write_u64(&mut self, n: u64) {
+        self.0 = mix64(self.0 ^ n);
+    }
+
     fn write_usize(&mut self, n: usize) {
-        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+        self.0 = mix64(self.0 ^ n as u64);
     }
 }
 
@@ -1159,6 +1173,25 @@ pub fn parse_value(s: &[u8], max_digits: usize) -> PResult<Num> {
         }
         return Ok(Num::Int(Int::Small(v)));
     }
+    // Fast path for plain ASCII floats: not an int (a '.' or an exponent), no spaces.
+    if s.len() <= 40
+        && s.iter()
+            .all(|&c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'))
+        && s.iter().any(|&c| matches!(c, b'.' | b'e' | b'E'))
+    {
+        if strtod_prefix(s) == s.len() {
+            if let Some(f) = std::str::from_utf8(s).ok().and_then(parse_decimal) {
+                return Ok(Num::Float(f));
+            }
+        }
+        return Err(ParseError::PyFloat(s.to_vec()));
+    }
+    match s {
+        b"NaN" => return Ok(Num::Float(f64::NAN)),
+        b"+Inf" => return Ok(Num::Float(f64::INFINITY)),
+        b"-Inf" => return Ok(Num::Float(f64::NEG_INFINITY)),
+        _ => {}
+    }
     if s.contains(&b'_') || strip(s).len() != s.len() {
         return Err(ParseError::ValueRepr("Invalid value: ", s.to_vec()));
     }
@@ -1286,7 +1319,7 @@ impl Int {
 
 impl Num {
     /// Python's `a < b`, `a == b` etc: None when unordered (NaN).
-    pub fn cmp(&self, other: &Num) -> Option<Ordering> {
+    pub fn py_cmp(&self, other: &Num) -> Option<Ordering> {
         match (self, other) {
             (Num::Int(a), Num::Int(b)) => Some(a.cmp_int(b)),
             (Num::Int(a), Num::Float(b)) => a.cmp_float(*b),
@@ -1296,7 +1329,7 @@ impl Num {
     }
 
     pub fn cmp_i64(&self, v: i64) -> Option<Ordering> {
-        self.cmp(&Num::Int(Int::Small(v)))
+        self.py_cmp(&Num::Int(Int::Small(v)))
     }
 
     pub fn lt0(&self) -> bool {
@@ -1573,19 +1606,5 @@ mod no_panic {
             store = s;
             let _ = parse_labels(&mut store, &text, k % 2 == 0, false);
         }
-    }
-}
-
-#[cfg(test)]
-mod sizes {
-    #[test]
-    fn sizes() {
-        println!(
-            "Sample {} Num {} Ts {} Labels {}",
-            std::mem::size_of::<super::Sample>(),
-            std::mem::size_of::<super::Num>(),
-            std::mem::size_of::<super::Ts>(),
-            std::mem::size_of::<Option<super::Labels>>()
-        );
     }
 }

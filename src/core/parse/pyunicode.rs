@@ -821,18 +821,17 @@ static DECIMAL: [(u32, u32, u8); 66] = [
 ];
 
 fn in_ranges(table: &[(u32, u32)], cp: u32) -> bool {
-    match table.binary_search_by(|&(lo, hi)| {
-        if hi < cp {
-            core::cmp::Ordering::Less
-        } else if lo > cp {
-            core::cmp::Ordering::Greater
-        } else {
-            core::cmp::Ordering::Equal
-        }
-    }) {
-        Ok(_) => true,
-        Err(_) => false,
-    }
+    table
+        .binary_search_by(|&(lo, hi)| {
+            if hi < cp {
+                core::cmp::Ordering::Less
+            } else if lo > cp {
+                core::cmp::Ordering::Greater
+            } else {
+                core::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 /// `chr(cp).isspace()`.

@@ -427,9 +427,6 @@ mod bench {
             st = s2;
         }
         println!("text: {:?} per 10k", t.elapsed() / 100);
-        if std::env::var("ONLY_TEXT").is_ok() {
-            return;
-        }
         let om = s.clone() + "# EOF\n";
         let t = std::time::Instant::now();
         for _ in 0..100 {
