@@ -245,6 +245,10 @@ CASES: List[Case] = [
     Case('memory_counter_100k', 'RSS of 100k Counter children', 0.25, 'memory', param='Counter'),
     Case('memory_histogram_100k', 'RSS of 100k Histogram children', 0.25, 'memory', param='Histogram'),
     Case('observe_many_10k', 'observe_many(list of 10k) vs observe loop', 50, 'many', param='list'),
+    Case('parse_text_10k', 'parse Prometheus text, 10k series', 20, 'parse'),
+    Case('parse_om_10k', 'parse OpenMetrics, 10k series', 20, 'parse'),
+    Case('parse_text_100k', 'parse Prometheus text, 100k series', 20, 'parse'),
+    Case('parse_om_100k', 'parse OpenMetrics, 100k series', 20, 'parse'),
     Case('observe_many_10k_numpy', 'observe_many(numpy 10k) vs observe loop', 50, 'many', param='numpy'),
     Case('scrape_gil', 'thread speed while scraping 100k series', 80, 'gil'),
 ]
@@ -488,7 +492,23 @@ def run_gil(case: Case, cfg: Config) -> dict:
     return row(case, '%', ref, fp, speedup=None, notes=notes, samples=pct)
 
 
-RUNNERS = {'micro': run_micro, 'create': run_create, 'scrape': run_scrape, 'lookup': run_lookup,
+_PARSE_ROWS: Dict[str, dict] = {}
+
+
+def run_parse(case: Case, cfg: Config) -> dict:
+    """The parser rows, measured by benches/parsers.py (all four at the first of them)."""
+    if not _PARSE_ROWS:
+        sys.path.insert(0, str(HERE))
+        import parsers
+        _PARSE_ROWS.update((r['id'], r) for r in parsers.run(quick=cfg is QUICK))
+    r = _PARSE_ROWS[case.id]
+    ref_ns, fp_ns = r['ref_ms'] * 1e6, r['fast_ms'] * 1e6
+    samples = {REF.name: [ref_ns], FP.name: [fp_ns]}
+    notes = f"{r['series']} sample lines, {r['rounds']} rounds"
+    return row(case, 'ms', ref_ns, fp_ns, notes=notes, samples=samples)
+
+
+RUNNERS = {'parse': run_parse, 'micro': run_micro, 'create': run_create, 'scrape': run_scrape, 'lookup': run_lookup,
            'memory': run_memory, 'many': run_many, 'gil': run_gil}
 
 
