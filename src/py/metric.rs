@@ -686,12 +686,14 @@ fn generic_setattr(
 
 /// Whether `obj`'s class is one of the four (not a subclass).
 fn is_native_class(obj: &Bound<'_, PyAny>) -> bool {
+    use pyo3::PyTypeInfo;
     let py = obj.py();
-    let class = obj.get_type();
-    class.is(py.get_type::<Counter>())
-        || class.is(py.get_type::<Gauge>())
-        || class.is(py.get_type::<Histogram>())
-        || class.is(py.get_type::<Summary>())
+    // SAFETY: reading the type pointer of a live object.
+    let class = unsafe { pyo3::ffi::Py_TYPE(obj.as_ptr()) };
+    class == Counter::type_object_raw(py)
+        || class == Gauge::type_object_raw(py)
+        || class == Histogram::type_object_raw(py)
+        || class == Summary::type_object_raw(py)
 }
 
 /// A new, uninitialised instance of the class of `kind` (no Python constructor runs).
