@@ -1020,6 +1020,33 @@ impl Gauge {
     }
 }
 
+/// `time()` and `observe_many()` of the classes that observe (Summary and Histogram);
+/// `count_failed`: a bad value is still counted, as `Summary.observe` does.
+macro_rules! observing_methods {
+    ($class:ident, $count_failed:expr) => {
+        #[pymethods]
+        impl $class {
+            /// Time a block of code or function (context manager or decorator) and observe the seconds.
+            fn time(slf: &Bound<'_, Self>) -> Timer {
+                Timer::for_metric(
+                    slf.clone().into_any().unbind(),
+                    intern!(slf.py(), "observe").clone().unbind(),
+                )
+            }
+
+            /// Observe every value (numpy array, list or any iterable), as `observe` one by one would.
+            fn observe_many(&self, values: &Bound<'_, PyAny>) -> PyResult<()> {
+                match &self.core.child()?.value {
+                    ChildValue::Histogram(h) | ChildValue::Summary(h) => {
+                        observe_batch(h, values, $count_failed)
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    };
+}
+
 /// A Summary tracks the size and number of events.
 #[pyclass(frozen, subclass, dict, weakref, module = "fastprom.metrics")]
 pub struct Summary {
@@ -1028,24 +1055,10 @@ pub struct Summary {
 
 metric_methods!(Summary, Kind::Summary);
 
+observing_methods!(Summary, true);
+
 #[pymethods]
 impl Summary {
-    /// Time a block of code or function (context manager or decorator) and `observe` the seconds.
-    fn time(slf: &Bound<'_, Self>) -> Timer {
-        Timer::for_metric(
-            slf.clone().into_any().unbind(),
-            intern!(slf.py(), "observe").clone().unbind(),
-        )
-    }
-
-    /// Observe every value (numpy array, list or any iterable), as `observe` one by one would.
-    fn observe_many(&self, values: &Bound<'_, PyAny>) -> PyResult<()> {
-        match &self.core.child()?.value {
-            ChildValue::Summary(h) => observe_batch(h, values, true),
-            _ => Ok(()),
-        }
-    }
-
     #[pyo3(name = "_observe")]
     fn observe(&self, amount: &Bound<'_, PyAny>) -> PyResult<()> {
         let child = self.core.child()?;
@@ -1072,24 +1085,10 @@ pub struct Histogram {
 
 metric_methods!(Histogram, Kind::Histogram);
 
+observing_methods!(Histogram, false);
+
 #[pymethods]
 impl Histogram {
-    /// Time a block of code or function (context manager or decorator) and `observe` the seconds.
-    fn time(slf: &Bound<'_, Self>) -> Timer {
-        Timer::for_metric(
-            slf.clone().into_any().unbind(),
-            intern!(slf.py(), "observe").clone().unbind(),
-        )
-    }
-
-    /// Observe every value (numpy array, list or any iterable), as `observe` one by one would.
-    fn observe_many(&self, values: &Bound<'_, PyAny>) -> PyResult<()> {
-        match &self.core.child()?.value {
-            ChildValue::Histogram(h) => observe_batch(h, values, false),
-            _ => Ok(()),
-        }
-    }
-
     #[pyo3(name = "_observe", signature = (amount, exemplar = None))]
     fn observe(
         &self,

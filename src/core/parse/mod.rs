@@ -1400,6 +1400,29 @@ pub fn opt_ts_eq(a: &Option<Ts>, b: &Option<Ts>) -> bool {
 // Lines
 
 /// The lines `io.StringIO(text)` yields: split after each `\n`, which stays in the line.
+/// A line-at-a-time parser (the lax text one or the strict OpenMetrics one).
+pub trait LineFeed {
+    fn feed_line(&mut self, line: &[u8], out: &mut Vec<Family>) -> PResult<()>;
+    fn finish(&mut self, out: &mut Vec<Family>) -> PResult<()>;
+    fn store(&mut self) -> &mut Store;
+}
+
+/// Parses a whole string with `parser`: the families before the first error, and that error.
+pub fn parse_all<P: LineFeed>(
+    mut parser: P,
+    text: &[u8],
+    mut store: Store,
+) -> (Store, Vec<Family>, Option<ParseError>) {
+    store.reset_for(text);
+    *parser.store() = store;
+    let mut out = Vec::new();
+    let mut result = lines(text).try_for_each(|line| parser.feed_line(line, &mut out));
+    if result.is_ok() {
+        result = parser.finish(&mut out);
+    }
+    (std::mem::take(parser.store()), out, result.err())
+}
+
 pub fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut pos = 0;
     std::iter::from_fn(move || {

@@ -1306,29 +1306,21 @@ fn parse_nh_struct(text: &[u8], md: usize) -> PResult<NativeHist> {
     })
 }
 
+impl LineFeed for OmParser {
+    fn feed_line(&mut self, line: &[u8], out: &mut Vec<Family>) -> PResult<()> {
+        OmParser::feed_line(self, line, out)
+    }
+    fn finish(&mut self, out: &mut Vec<Family>) -> PResult<()> {
+        OmParser::finish(self, out)
+    }
+    fn store(&mut self) -> &mut Store {
+        &mut self.store
+    }
+}
+
 /// Parses a whole string (`text_string_to_metric_families`): the families and the error.
-pub fn parse(
-    text: &[u8],
-    opts: Options,
-    mut store: Store,
-) -> (Store, Vec<Family>, Option<ParseError>) {
-    store.reset_for(text);
-    let mut p = OmParser::new(opts);
-    p.store = store;
-    let mut out = Vec::new();
-    let mut err = None;
-    for line in lines(text) {
-        if let Err(e) = p.feed_line(line, &mut out) {
-            err = Some(e);
-            break;
-        }
-    }
-    if err.is_none() {
-        if let Err(e) = p.finish(&mut out) {
-            err = Some(e);
-        }
-    }
-    (p.store, out, err)
+pub fn parse(text: &[u8], opts: Options, store: Store) -> (Store, Vec<Family>, Option<ParseError>) {
+    parse_all(OmParser::new(opts), text, store)
 }
 
 #[cfg(test)]
