@@ -112,7 +112,7 @@ fn plain(nargsf: ffi::Py_ssize_t, kwnames: *mut ffi::PyObject) -> (bool, ffi::Py
     (kwnames.is_null(), positional_count(nargsf))
 }
 
-unsafe extern "C" fn counter_inc(
+unsafe fn counter_inc_body(
     slf: *mut ffi::PyObject,
     args: Args,
     nargsf: ffi::Py_ssize_t,
@@ -172,7 +172,7 @@ unsafe fn gauge_add(
     forward(slf, args, nargsf, kwnames, slow)
 }
 
-unsafe extern "C" fn gauge_inc(
+unsafe fn gauge_inc_body(
     slf: *mut ffi::PyObject,
     args: Args,
     nargsf: ffi::Py_ssize_t,
@@ -188,7 +188,7 @@ unsafe extern "C" fn gauge_inc(
     )
 }
 
-unsafe extern "C" fn gauge_dec(
+unsafe fn gauge_dec_body(
     slf: *mut ffi::PyObject,
     args: Args,
     nargsf: ffi::Py_ssize_t,
@@ -204,7 +204,7 @@ unsafe extern "C" fn gauge_dec(
     )
 }
 
-unsafe extern "C" fn gauge_set(
+unsafe fn gauge_set_body(
     slf: *mut ffi::PyObject,
     args: Args,
     nargsf: ffi::Py_ssize_t,
@@ -226,7 +226,7 @@ unsafe extern "C" fn gauge_set(
 }
 
 /// `observe(x)` of a Histogram or a Summary (both keep their cells in a `HotCold`).
-unsafe extern "C" fn observe<
+unsafe fn observe_body<
     T: HasCore + PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync,
 >(
     slf: *mut ffi::PyObject,
@@ -298,9 +298,7 @@ unsafe fn label_values(
 /// `labels(...)` of an existing child: one tuple built, one dict lookup. The dict is only read
 /// here; children are added and removed in Python under the metric's lock (dict reads are
 /// atomic with the GIL and in free-threaded builds).
-unsafe extern "C" fn labels<
-    T: HasCore + PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync,
->(
+unsafe fn labels_body<T: HasCore + PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync>(
     slf: *mut ffi::PyObject,
     args: Args,
     nargsf: ffi::Py_ssize_t,
@@ -347,6 +345,50 @@ unsafe extern "C" fn labels<
         kwnames,
         intern!(Python::assume_attached(), "_labels"),
     )
+}
+
+/// Runs a fast path, turning a Rust panic into a Python exception (it must never unwind
+/// into CPython, which would abort the process).
+fn guard(body: impl FnOnce() -> *mut ffi::PyObject) -> *mut ffi::PyObject {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(result) => result,
+        Err(_) => {
+            // SAFETY: the interpreter called us, so this thread is attached.
+            let py = unsafe { Python::assume_attached() };
+            pyo3::panic::PanicException::new_err("fastprom: internal error in a fast path")
+                .restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// The C entry points CPython calls: each runs its body under [`guard`].
+macro_rules! entry_points {
+    ($($name:ident => $body:expr;)*) => {
+        $(
+            unsafe extern "C" fn $name(
+                slf: *mut ffi::PyObject,
+                args: Args,
+                nargsf: ffi::Py_ssize_t,
+                kwnames: *mut ffi::PyObject,
+            ) -> *mut ffi::PyObject {
+                guard(|| $body(slf, args, nargsf, kwnames))
+            }
+        )*
+    };
+}
+
+entry_points! {
+    counter_inc => counter_inc_body;
+    gauge_inc => gauge_inc_body;
+    gauge_dec => gauge_dec_body;
+    gauge_set => gauge_set_body;
+    summary_observe => observe_body::<Summary>;
+    histogram_observe => observe_body::<Histogram>;
+    counter_labels => labels_body::<Counter>;
+    gauge_labels => labels_body::<Gauge>;
+    summary_labels => labels_body::<Summary>;
+    histogram_labels => labels_body::<Histogram>;
 }
 
 type Fast = unsafe extern "C" fn(
@@ -413,18 +455,18 @@ pub fn install_all(py: Python<'_>) -> PyResult<()> {
         &summary,
         c"observe",
         c"observe($self, amount)\n--\n\nObserve the given amount.",
-        observe::<Summary>,
+        summary_observe,
     )?;
     install(
         &histogram,
         c"observe",
         c"observe($self, amount, exemplar=None)\n--\n\nObserve the given amount.",
-        observe::<Histogram>,
+        histogram_observe,
     )?;
     let labels_doc = c"labels($self, /, *labelvalues, **labelkwargs)\n--\n\nReturn the child for the given labelset.";
-    install(&counter, c"labels", labels_doc, labels::<Counter>)?;
-    install(&gauge, c"labels", labels_doc, labels::<Gauge>)?;
-    install(&summary, c"labels", labels_doc, labels::<Summary>)?;
-    install(&histogram, c"labels", labels_doc, labels::<Histogram>)?;
+    install(&counter, c"labels", labels_doc, counter_labels)?;
+    install(&gauge, c"labels", labels_doc, gauge_labels)?;
+    install(&summary, c"labels", labels_doc, summary_labels)?;
+    install(&histogram, c"labels", labels_doc, histogram_labels)?;
     Ok(())
 }
