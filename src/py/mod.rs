@@ -51,6 +51,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<metric::Summary>()?;
     m.add_class::<metric::Histogram>()?;
     fastcall::install_all(m.py())?;
+    python::remember_time_builtin(m.py())?;
     m.add_class::<value::ValueView>()?;
     m.add_class::<timer::Timer>()?;
     m.add_class::<Floor>()?;

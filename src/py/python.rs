@@ -24,13 +24,33 @@ fn samples_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     module(py, &CELL, "fastprom.samples")
 }
 
-/// `time.time()`.
+static TIME_BUILTIN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Remembers the builtin `time.time` (called at module import, before tests patch it; anything
+/// but a C function is not remembered).
+pub fn remember_time_builtin(py: Python<'_>) -> PyResult<()> {
+    let function = py.import("time")?.getattr("time")?;
+    if function.is_instance_of::<pyo3::types::PyCFunction>() {
+        let _ = TIME_BUILTIN.set(py, function.unbind());
+    }
+    Ok(())
+}
+
+/// `time.time()`. The builtin reads CLOCK_REALTIME, as `SystemTime` does, so it is only called
+/// when something replaced it (tests patch `time.time`).
 pub fn time_now(py: Python<'_>) -> PyResult<f64> {
     static CELL: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    module(py, &CELL, "time")?
-        .getattr(intern!(py, "time"))?
-        .call0()?
-        .extract()
+    let function = module(py, &CELL, "time")?.getattr(intern!(py, "time"))?;
+    if TIME_BUILTIN
+        .get(py)
+        .is_some_and(|builtin| function.is(builtin.bind(py)))
+    {
+        if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
+        {
+            return Ok(since_epoch.as_secs_f64());
+        }
+    }
+    function.call0()?.extract()
 }
 
 /// `fastprom.metrics._use_created`.
