@@ -172,38 +172,6 @@ unsafe fn gauge_add(
     forward(slf, args, nargsf, kwnames, slow)
 }
 
-unsafe fn gauge_inc_body(
-    slf: *mut ffi::PyObject,
-    args: Args,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    gauge_add(
-        slf,
-        args,
-        nargsf,
-        kwnames,
-        1.0,
-        intern!(Python::assume_attached(), "_inc"),
-    )
-}
-
-unsafe fn gauge_dec_body(
-    slf: *mut ffi::PyObject,
-    args: Args,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    gauge_add(
-        slf,
-        args,
-        nargsf,
-        kwnames,
-        -1.0,
-        intern!(Python::assume_attached(), "_dec"),
-    )
-}
-
 unsafe fn gauge_set_body(
     slf: *mut ffi::PyObject,
     args: Args,
@@ -372,7 +340,7 @@ macro_rules! entry_points {
                 nargsf: ffi::Py_ssize_t,
                 kwnames: *mut ffi::PyObject,
             ) -> *mut ffi::PyObject {
-                guard(|| $body(slf, args, nargsf, kwnames))
+                guard(|| ($body)(slf, args, nargsf, kwnames))
             }
         )*
     };
@@ -380,8 +348,8 @@ macro_rules! entry_points {
 
 entry_points! {
     counter_inc => counter_inc_body;
-    gauge_inc => gauge_inc_body;
-    gauge_dec => gauge_dec_body;
+    gauge_inc => |s, a, n, k| gauge_add(s, a, n, k, 1.0, intern!(Python::assume_attached(), "_inc"));
+    gauge_dec => |s, a, n, k| gauge_add(s, a, n, k, -1.0, intern!(Python::assume_attached(), "_dec"));
     gauge_set => gauge_set_body;
     summary_observe => observe_body::<Summary>;
     histogram_observe => observe_body::<Histogram>;
