@@ -304,6 +304,9 @@ unsafe fn labels_body<T: HasCore + PyClass<Frozen = pyo3::pyclass::boolean_struc
                     }
                 };
             }
+            // A subclass builds its child with its own constructor, in the Python `labels`
+            // (the key is well-formed, so the full native `_labels` would only repeat this).
+            return forward(slf, args, nargsf, kwnames, intern!(py, "_labels_slow"));
         }
     }
     forward(
