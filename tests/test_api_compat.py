@@ -17,29 +17,9 @@ import unittest.mock
 
 import pytest
 
-REF_NAME = 'prometheus_client'
-IMPL_NAME = 'fastprom'
+from libs import IMPL_NAME, REF_NAME, Lib
+
 LIB_NAMES = [REF_NAME, IMPL_NAME]
-
-
-class Lib:
-    def __init__(self, root):
-        imp = importlib.import_module
-        self.name = root
-        self.root = imp(root)
-        self.core = imp(root + '.core')
-        self.metrics = imp(root + '.metrics')
-        self.registry = imp(root + '.registry')
-        self.exposition = imp(root + '.exposition')
-        self.om = imp(root + '.openmetrics.exposition')
-        self.samples = imp(root + '.samples')
-        self.validation = imp(root + '.validation')
-        self.metrics_core = imp(root + '.metrics_core')
-        self.utils = imp(root + '.utils')
-        self.context_managers = imp(root + '.context_managers')
-
-    def __getattr__(self, item):
-        return getattr(self.root, item)
 
 
 _LIBS = {}

@@ -67,19 +67,7 @@ OM_VERSIONS = ('1.0.0', '2.0.0')
 # Library loading
 # --------------------------------------------------------------------------
 
-class Lib:
-    def __init__(self, root):
-        imp = importlib.import_module
-        self.name = root
-        self.root = imp(root)
-        self.core = imp(root + '.core')
-        self.metrics = imp(root + '.metrics')
-        self.registry = imp(root + '.registry')
-        self.exposition = imp(root + '.exposition')
-        self.om = imp(root + '.openmetrics.exposition')
-        self.samples = imp(root + '.samples')
-        self.validation = imp(root + '.validation')
-        self.metrics_core = imp(root + '.metrics_core')
+from libs import Lib  # noqa: E402
 
 
 @lru_cache(maxsize=None)
