@@ -606,7 +606,8 @@ def test_start_http_server(http_servers, request_kwargs):
 def test_start_wsgi_server_returns_server_and_thread(regs):
     server, thread = fp_expo.start_wsgi_server(0, addr='127.0.0.1', registry=regs['fp'])
     try:
-        assert isinstance(server, fp_expo.ThreadingWSGIServer)
+        assert isinstance(server, fp_expo.MetricsServer)
+        assert server.server_address == ('127.0.0.1', server.server_port)
         assert isinstance(thread, threading.Thread) and thread.daemon
         assert server.address_family == socket.AF_INET
         status, headers, body = _urlopen(f'http://127.0.0.1:{server.server_port}/metrics')

@@ -4,6 +4,7 @@ Rendering is done by the native writer (``fastprom._native``); everything
 else mirrors ``prometheus_client.exposition`` 0.26.0 behaviour.
 """
 
+import atexit
 import base64
 from contextlib import closing
 from functools import partial
@@ -15,6 +16,7 @@ from socketserver import ThreadingMixIn
 import ssl
 import sys
 import threading
+import weakref
 from typing import (
     Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union,
 )
@@ -210,6 +212,56 @@ def _get_ssl_ctx(
     return ssl_cxt
 
 
+class MetricsServer:
+    """The native server `start_http_server` returns, with the parts of `WSGIServer` users
+    touch: `server_address`, `server_port`, `serve_forever`, `shutdown`, `server_close`."""
+
+    def __init__(self, addr: str, port: int, registry: Collector = REGISTRY):
+        self.address_family, addr = _get_best_family(addr, port)
+        sock = socket.socket(self.address_family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((addr, port))
+            sock.listen(128)
+            self.server_address = sock.getsockname()
+        except BaseException:
+            sock.close()
+            raise
+        self.server_port = self.server_address[1]
+        self._native = _native.MetricsServer(sock.detach(), registry)
+        self._stopped = threading.Event()
+        self._stopped.set()
+        _live_servers.add(self)
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._stopped.clear()
+        try:
+            self._native.serve_forever()
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stops serve_forever and waits until it has returned."""
+        self._native.shutdown()
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        self._native.close()
+
+    def fileno(self) -> int:
+        return self._native.fileno()
+
+
+_live_servers: "weakref.WeakSet[MetricsServer]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_servers() -> None:
+    # Server threads must not wait for the GIL while the interpreter finalizes.
+    for server in list(_live_servers):
+        server._native.shutdown()
+
+
 def start_wsgi_server(
         port: int,
         addr: str = '0.0.0.0',
@@ -223,7 +275,16 @@ def start_wsgi_server(
         tls_min_version: Optional[ssl.TLSVersion] = None,
         tls_max_version: Optional[ssl.TLSVersion] = None
 ) -> Tuple[WSGIServer, threading.Thread]:
-    """Starts a WSGI server for prometheus metrics as a daemon thread."""
+    """Starts a WSGI server for prometheus metrics as a daemon thread.
+
+    Without TLS, the server is fastprom's native one: scrapes are answered on Rust threads,
+    without the GIL for fastprom's own metrics. With TLS, it is the WSGI server of the
+    reference."""
+    if not (certfile and keyfile):
+        httpd = MetricsServer(addr, port, registry)
+        t = threading.Thread(target=httpd.serve_forever, daemon=True)
+        t.start()
+        return httpd, t
 
     class TmpServer(ThreadingWSGIServer):
         """Copy of ThreadingWSGIServer to update address_family locally"""
@@ -270,7 +331,9 @@ def _media_type(accepted: str) -> str:
     return accepted.split(';')[0].strip()
 
 
-def choose_encoder(accept_header: str) -> Tuple[Callable[[Collector], bytes], str]:
+def _negotiate(accept_header: str) -> Tuple[str, str, Optional[str], str]:
+    """What an Accept header asks for: format ('text' or 'openmetrics'), escaping, OpenMetrics
+    version (None for text) and the Content-Type of the answer."""
     # Python client library accepts a narrower range of content-types than
     # Prometheus does. Entries are tried in order; q-values are ignored.
     for accepted in (accept_header or '').split(','):
@@ -281,19 +344,39 @@ def choose_encoder(accept_header: str) -> Tuple[Callable[[Collector], bytes], st
             escaping = _get_escaping(toks)
             if not version:
                 # No escaping parameter in the content type without a version.
-                return (partial(openmetrics.generate_latest, escaping=openmetrics.UNDERSCORES, version="1.0.0"),
-                        openmetrics.CONTENT_TYPE_LATEST)
+                return 'openmetrics', openmetrics.UNDERSCORES, "1.0.0", openmetrics.CONTENT_TYPE_LATEST
             if parse_version(version) >= (1, 0, 0):
-                return (partial(openmetrics.generate_latest, escaping=escaping, version=version),
-                        f'application/openmetrics-text; version={version}; charset=utf-8; escaping=' + str(escaping))
+                content_type = f'application/openmetrics-text; version={version}; charset=utf-8; escaping=' + str(escaping)
+                return 'openmetrics', escaping, version, content_type
         elif media_type == 'text/plain':
             toks = accepted.split(';')
             version = _get_version(toks)
             escaping = _get_escaping(toks)
             if version and parse_version(version) >= (1, 0, 0):
-                return (partial(generate_latest, escaping=escaping),
-                        CONTENT_TYPE_LATEST + '; escaping=' + str(escaping))
-    return generate_latest, CONTENT_TYPE_PLAIN_0_0_4
+                return 'text', escaping, None, CONTENT_TYPE_LATEST + '; escaping=' + str(escaping)
+    return 'text', openmetrics.UNDERSCORES, None, CONTENT_TYPE_PLAIN_0_0_4
+
+
+def choose_encoder(accept_header: str) -> Tuple[Callable[[Collector], bytes], str]:
+    fmt, escaping, version, content_type = _negotiate(accept_header)
+    if fmt == 'openmetrics':
+        return partial(openmetrics.generate_latest, escaping=escaping, version=version), content_type
+    if content_type == CONTENT_TYPE_PLAIN_0_0_4:
+        return generate_latest, content_type
+    return partial(generate_latest, escaping=escaping), content_type
+
+
+def _negotiate_native(accept_header: str) -> Tuple[str, str, Optional[bool], str]:
+    """`_negotiate` for the native server: the version becomes whether native histograms are
+    emitted, None when it cannot be compared (such requests are answered by Python)."""
+    fmt, escaping, version, content_type = _negotiate(accept_header)
+    native_histograms = None
+    if version is not None:
+        try:
+            native_histograms = parse_version(version) >= (2, 0, 0)
+        except Exception:
+            pass
+    return fmt, escaping, native_histograms, content_type
 
 
 def _get_param(accept_header: List[str], name: str) -> Optional[str]:

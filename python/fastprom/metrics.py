@@ -59,12 +59,14 @@ def disable_created_metrics():
     """Disable exporting _created metrics on counters, histograms, and summaries."""
     global _use_created
     _use_created = False
+    _native.settings_changed()
 
 
 def enable_created_metrics():
     """Enable exporting _created metrics on counters, histograms, and summaries."""
     global _use_created
     _use_created = True
+    _native.settings_changed()
 
 
 def _multiprocess_env() -> bool:

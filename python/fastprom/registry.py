@@ -4,6 +4,7 @@ import copy
 from threading import Lock
 from typing import Dict, Iterable, List, Optional, Protocol, Set
 
+from . import _native
 from .metrics_core import Metric
 
 
@@ -41,7 +42,6 @@ def _renders_natively(collector) -> bool:
     cls = type(collector)
     known = _NATIVE_RENDER.get(cls)
     if known is None:
-        from . import _native
         natives = (_native.Counter, _native.Gauge, _native.Summary, _native.Histogram)
         native = next((c for c in cls.__mro__ if c in natives), None)
         known = native is not None and all(
@@ -69,6 +69,8 @@ class CollectorRegistry:
         self._target_info: Optional[Dict[str, str]] = {}
         self._support_collectors_without_names = support_collectors_without_names
         self._collectors_without_names: List[Collector] = []
+        # Bumped on every change, so the native HTTP server knows its render plan is stale.
+        self._generation = _native.Generation()
         self.set_target_info(target_info)
 
     def register(self, collector: Collector) -> None:
@@ -83,6 +85,7 @@ class CollectorRegistry:
             self._collector_to_names[collector] = names
             if self._support_collectors_without_names and not names:
                 self._collectors_without_names.append(collector)
+            self._generation.bump()
 
     def unregister(self, collector: Collector) -> None:
         """Remove a collector from the registry."""
@@ -92,6 +95,7 @@ class CollectorRegistry:
             del self._collector_to_names[collector]
             if collector in self._collectors_without_names:
                 self._collectors_without_names.remove(collector)
+            self._generation.bump()
 
     def _get_names(self, collector):
         """Get names of timeseries the collector produces and clashes with."""
@@ -157,6 +161,7 @@ class CollectorRegistry:
             elif self._target_info:
                 self._names_to_collectors.pop('target_info', None)
             self._target_info = labels
+            self._generation.bump()
 
     def get_target_info(self) -> Optional[Dict[str, str]]:
         with self._lock:

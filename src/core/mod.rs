@@ -6,6 +6,7 @@ pub mod escape;
 pub mod family;
 pub mod format;
 pub mod hotcold;
+pub mod http;
 pub mod model;
 pub mod openmetrics;
 pub mod parse;

@@ -7,6 +7,7 @@ mod metric;
 mod parse;
 mod python;
 mod render;
+mod server;
 mod timer;
 mod value;
 
@@ -62,6 +63,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse::parse_openmetrics, m)?)?;
     m.add_function(wrap_pyfunction!(parse::parse_labels, m)?)?;
     m.add_class::<parse::LineParser>()?;
+    m.add_class::<server::Generation>()?;
+    m.add_class::<server::MetricsServer>()?;
+    m.add_function(wrap_pyfunction!(server::settings_changed, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add(
         "build_profile",

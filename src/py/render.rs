@@ -19,12 +19,12 @@ use std::sync::Arc;
 use crate::core::family::{Family, FamilyView};
 use crate::core::model::{
     Escaping, Exemplar, FamilySource, MetricType, NativeHistogram, OwnedFamily, OwnedSample,
-    Sample, SampleTimestamp,
+    RenderError, Sample, SampleTimestamp,
 };
 use crate::core::{openmetrics, text};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(super) enum Format {
     Text,
     /// OpenMetrics; `true` when the version emits native histograms (>= 2.0.0).
     OpenMetrics(bool),
@@ -32,7 +32,7 @@ enum Format {
 
 /// A family to render: a native metric's (its children are read later, without the GIL), or
 /// one converted from Python.
-enum Item {
+pub(super) enum Item {
     Native(Arc<Family>, bool),
     Owned(OwnedFamily),
 }
@@ -90,26 +90,43 @@ fn render<'py>(
     escaping: Escaping,
     format: Format,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let items = gather(py, registry, format)?;
-    let output = py.detach(|| {
-        let sources: Vec<Source> = items.into_iter().map(Source::of).collect();
-        let sources: Vec<&dyn FamilySource> = sources.iter().map(Source::family).collect();
-        let mut out = Vec::with_capacity(4096);
-        let result = match format {
-            Format::Text => text::write_text(&mut out, &sources, escaping),
-            Format::OpenMetrics(nh) => {
-                openmetrics::write_openmetrics(&mut out, &sources, escaping, nh)
-            }
-        };
-        result.map(|_| out)
-    });
+    let items = gather(py, registry, format)?.items;
+    let output = py.detach(|| write_items(items, escaping, format));
     let output = output.map_err(|e| PyErr::from(Error::from(e)))?;
     Ok(PyBytes::new(py, &output))
 }
 
+/// Writes the items into one buffer; runs without the GIL.
+pub(super) fn write_items(
+    items: Vec<Item>,
+    escaping: Escaping,
+    format: Format,
+) -> Result<Vec<u8>, RenderError> {
+    let sources: Vec<Source> = items.into_iter().map(Source::of).collect();
+    let sources: Vec<&dyn FamilySource> = sources.iter().map(Source::family).collect();
+    let mut out = Vec::with_capacity(4096);
+    match format {
+        Format::Text => text::write_text(&mut out, &sources, escaping),
+        Format::OpenMetrics(nh) => openmetrics::write_openmetrics(&mut out, &sources, escaping, nh),
+    }?;
+    Ok(out)
+}
+
+/// What `gather` found: the items to render and, when every one of them is a native family
+/// read without Python, those families (a plan the HTTP server can reuse without the GIL).
+pub(super) struct Gathered {
+    pub items: Vec<Item>,
+    pub native_only: Option<Vec<Arc<Family>>>,
+    pub use_created: bool,
+}
+
 /// Render items in collection order. Our registry offers `_render_plan()`: its native metrics
 /// as they are and the metrics of every other collector already collected.
-fn gather(py: Python<'_>, registry: &Bound<'_, PyAny>, format: Format) -> PyResult<Vec<Item>> {
+pub(super) fn gather(
+    py: Python<'_>,
+    registry: &Bound<'_, PyAny>,
+    format: Format,
+) -> PyResult<Gathered> {
     let use_created = python::use_created(py)?;
     let plan = if registry.hasattr("_render_plan")? {
         registry.call_method0("_render_plan")?
@@ -117,21 +134,31 @@ fn gather(py: Python<'_>, registry: &Bound<'_, PyAny>, format: Format) -> PyResu
         registry.call_method0("collect")?
     };
     let mut items = Vec::new();
+    let mut native_only = Some(Vec::new());
     for entry in plan.try_iter()? {
         let entry = entry?;
         if let Some(core) = metric_core(&entry) {
             if let Some(family) = core.native_family(py) {
                 items.push(Item::Native(family.clone(), use_created));
+                if let Some(families) = native_only.as_mut() {
+                    families.push(family.clone());
+                }
                 continue;
             }
+            native_only = None;
             for metric in entry.call_method0("collect")?.try_iter()? {
                 items.push(Item::Owned(convert(&metric?, format)?));
             }
             continue;
         }
+        native_only = None;
         items.push(Item::Owned(convert(&entry, format)?));
     }
-    Ok(items)
+    Ok(Gathered {
+        items,
+        native_only,
+        use_created,
+    })
 }
 
 /// Converts a Python `Metric`; an error gets the metric appended to its args, as the

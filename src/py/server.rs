@@ -1,0 +1,318 @@
+//! `start_http_server`'s native server: scrapes are answered on Rust threads, and fastprom's
+//! own metrics are rendered without the GIL.
+//!
+//! The GIL is taken only to learn what to render: once per registry change (the registry's
+//! `Generation` tells), once per new `Accept` header, and on every scrape while the registry
+//! holds collectors that only Python can collect (custom collectors, `set_function` gauges,
+//! the process/platform/GC collectors).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use pyo3::prelude::*;
+
+use super::errors::{runtime_error, Error};
+use super::render::{gather, write_items, Format, Item};
+use crate::core::family::Family;
+use crate::core::http::{Handler, Limits, Request, Response, Server};
+use crate::core::model::Escaping;
+
+/// Bumped on every change that alters what a registry renders (register, unregister, target
+/// info) so a cached render plan knows it is stale.
+#[pyclass(frozen, module = "fastprom._native")]
+pub struct Generation(Arc<AtomicU64>);
+
+#[pymethods]
+impl Generation {
+    #[new]
+    fn new() -> Generation {
+        Generation(Arc::new(AtomicU64::new(0)))
+    }
+
+    fn bump(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Bumped when `enable_created_metrics`/`disable_created_metrics` run.
+static SETTINGS: AtomicU64 = AtomicU64::new(0);
+
+#[pyfunction]
+pub fn settings_changed() {
+    SETTINGS.fetch_add(1, Ordering::AcqRel);
+}
+
+#[pyclass(frozen, module = "fastprom._native")]
+pub struct MetricsServer {
+    server: Arc<Server>,
+    handler: Arc<ScrapeHandler>,
+}
+
+#[pymethods]
+impl MetricsServer {
+    /// Takes ownership of `fd`, a listening TCP socket.
+    #[new]
+    fn new(fd: i32, registry: &Bound<'_, PyAny>) -> PyResult<MetricsServer> {
+        // SAFETY: the caller hands over a listening socket it no longer uses (socket.detach()).
+        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+        let server = Server::new(listener, Limits::default())
+            .map_err(|e| runtime_error(format!("cannot serve on the socket: {e}")))?;
+        let generation = registry
+            .getattr("_generation")
+            .ok()
+            .and_then(|g| g.cast::<Generation>().ok().map(|g| g.get().0.clone()));
+        let handler = ScrapeHandler {
+            registry: registry.clone().unbind(),
+            generation,
+            plan: Mutex::new(None),
+            negotiated: Mutex::new(HashMap::new()),
+        };
+        Ok(MetricsServer {
+            server: Arc::new(server),
+            handler: Arc::new(handler),
+        })
+    }
+
+    /// Serves until `shutdown`, without the GIL.
+    fn serve_forever(&self, py: Python<'_>) {
+        let handler: Arc<dyn Handler> = self.handler.clone();
+        py.detach(|| self.server.serve(handler));
+    }
+
+    fn shutdown(&self) {
+        self.server.shutdown();
+    }
+
+    /// Stops serving and closes the listening socket.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.server.close());
+    }
+
+    fn fileno(&self) -> i32 {
+        self.server.fileno()
+    }
+}
+
+/// What an `Accept` header asks for.
+#[derive(Clone)]
+enum Negotiated {
+    Native {
+        format: Format,
+        escaping: Escaping,
+        content_type: String,
+    },
+    /// Something only Python handles (a version `parse_version` cannot compare).
+    Python,
+}
+
+/// The native families a registry renders, valid while its generation and the settings are
+/// those it was made at.
+struct Plan {
+    generation: u64,
+    settings: u64,
+    families: Vec<Arc<Family>>,
+    use_created: bool,
+}
+
+struct ScrapeHandler {
+    registry: Py<PyAny>,
+    generation: Option<Arc<AtomicU64>>,
+    plan: Mutex<Option<Plan>>,
+    negotiated: Mutex<HashMap<String, Negotiated>>,
+}
+
+const SERVER_ERROR: &str = "A server error occurred.  Please contact the administrator.";
+const MAX_REMEMBERED_ACCEPT_HEADERS: usize = 64;
+
+impl Handler for ScrapeHandler {
+    fn handle(&self, request: &Request) -> Response {
+        let allow = || vec![("Allow".to_string(), "OPTIONS,GET".to_string())];
+        match request.method.as_str() {
+            "OPTIONS" => return Response::new("200 OK", allow(), Vec::new()),
+            "GET" => {}
+            method => {
+                let status = "405 Method Not Allowed";
+                let body = format!("# HTTP {status}: {method}; use OPTIONS or GET\n");
+                return Response::new(status, allow(), body.into_bytes());
+            }
+        }
+        if request.path == "/favicon.ico" {
+            return Response::new("200 OK", Vec::new(), Vec::new());
+        }
+        self.metrics(request)
+            .unwrap_or_else(|| Response::text("500 Internal Server Error", SERVER_ERROR))
+    }
+}
+
+impl ScrapeHandler {
+    /// The metrics page; `None` after an error (printed to stderr, as WSGI servers do).
+    fn metrics(&self, request: &Request) -> Option<Response> {
+        // `name[]` filtering goes through Python's restricted registry.
+        if request.query.contains("name") {
+            return self.python_response(request);
+        }
+        let accept = request.header("accept");
+        let (format, escaping, content_type) = match self.negotiate(accept.unwrap_or(""))? {
+            Negotiated::Native {
+                format,
+                escaping,
+                content_type,
+            } => (format, escaping, content_type),
+            Negotiated::Python => return self.python_response(request),
+        };
+        let mut body = self.render(format, escaping)?;
+        let mut headers = vec![("Content-Type".to_string(), content_type)];
+        if gzip_accepted(request.header("accept-encoding").unwrap_or("")) {
+            body = gzip(&body);
+            headers.push(("Content-Encoding".to_string(), "gzip".to_string()));
+        }
+        Some(Response::new("200 OK", headers, body))
+    }
+
+    fn negotiate(&self, accept: &str) -> Option<Negotiated> {
+        if let Some(known) = lock(&self.negotiated).get(accept) {
+            return Some(known.clone());
+        }
+        let negotiated = with_python(|py| {
+            let exposition = py.import("fastprom.exposition")?;
+            let answer = exposition.call_method1("_negotiate_native", (accept,))?;
+            let (kind, escaping, native_histograms, content_type): (
+                String,
+                String,
+                Option<bool>,
+                String,
+            ) = answer.extract()?;
+            let format = match (kind.as_str(), native_histograms) {
+                ("text", _) => Format::Text,
+                ("openmetrics", Some(nh)) => Format::OpenMetrics(nh),
+                _ => return Ok(Negotiated::Python),
+            };
+            Ok(Negotiated::Native {
+                format,
+                escaping: Escaping::parse(&escaping),
+                content_type,
+            })
+        })?;
+        let mut known = lock(&self.negotiated);
+        if known.len() < MAX_REMEMBERED_ACCEPT_HEADERS {
+            known.insert(accept.to_string(), negotiated.clone());
+        }
+        Some(negotiated)
+    }
+
+    fn render(&self, format: Format, escaping: Escaping) -> Option<Vec<u8>> {
+        let items = match self.cached_items() {
+            Some(items) => items,
+            None => with_python(|py| self.gather_and_plan(py, format))?,
+        };
+        match write_items(items, escaping, format) {
+            Ok(out) => Some(out),
+            Err(e) => {
+                let _: Option<()> = with_python(|_| Err(PyErr::from(Error::from(e))));
+                None
+            }
+        }
+    }
+
+    /// The items of a still-valid plan whose families need no Python.
+    fn cached_items(&self) -> Option<Vec<Item>> {
+        let generation = self.generation.as_ref()?.load(Ordering::Acquire);
+        let settings = SETTINGS.load(Ordering::Acquire);
+        let plan = lock(&self.plan);
+        let plan = plan.as_ref()?;
+        let valid = plan.generation == generation && plan.settings == settings;
+        if !valid || plan.families.iter().any(|f| f.needs_python()) {
+            return None;
+        }
+        let items = plan.families.iter();
+        Some(
+            items
+                .map(|f| Item::Native(f.clone(), plan.use_created))
+                .collect(),
+        )
+    }
+
+    /// Gathers under the GIL and remembers the plan when it is all native.
+    fn gather_and_plan(&self, py: Python<'_>, format: Format) -> PyResult<Vec<Item>> {
+        let generation = self.generation.as_ref().map(|g| g.load(Ordering::Acquire));
+        let settings = SETTINGS.load(Ordering::Acquire);
+        let gathered = gather(py, self.registry.bind(py), format)?;
+        if let (Some(generation), Some(families)) = (generation, gathered.native_only) {
+            *lock(&self.plan) = Some(Plan {
+                generation,
+                settings,
+                families,
+                use_created: gathered.use_created,
+            });
+        }
+        Ok(gathered.items)
+    }
+
+    /// The response of `fastprom.exposition._bake_output`, as the WSGI app gives it.
+    fn python_response(&self, request: &Request) -> Option<Response> {
+        with_python(|py| {
+            let exposition = py.import("fastprom.exposition")?;
+            let params = py
+                .import("urllib.parse")?
+                .call_method1("parse_qs", (request.query.as_str(),))?;
+            let args = (
+                self.registry.bind(py),
+                request.header("accept"),
+                request.header("accept-encoding"),
+                params,
+                false,
+            );
+            let baked = exposition.call_method1("_bake_output", args)?;
+            let (status, headers, body): (String, Vec<(String, String)>, Vec<u8>) =
+                baked.extract()?;
+            Ok(Response {
+                status,
+                headers,
+                body,
+            })
+        })
+    }
+}
+
+/// Runs `f` with the GIL; an exception is printed to stderr and gives `None`, as does an
+/// interpreter that is shutting down.
+fn with_python<T>(f: impl FnOnce(Python<'_>) -> PyResult<T>) -> Option<T> {
+    Python::try_attach(|py| f(py).or_print(py)).flatten()
+}
+
+trait OrPrint<T> {
+    fn or_print(self, py: Python<'_>) -> Option<T>;
+}
+
+impl<T> OrPrint<T> for PyResult<T> {
+    fn or_print(self, py: Python<'_>) -> Option<T> {
+        self.inspect_err(|e| e.display(py)).ok()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// As `fastprom.exposition.gzip_accepted`.
+fn gzip_accepted(accept_encoding: &str) -> bool {
+    accept_encoding.split(',').any(|accepted| {
+        let coding = accepted.split(';').next().unwrap_or("");
+        coding.trim().eq_ignore_ascii_case("gzip")
+    })
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    encoder.finish().unwrap_or_default()
+}
