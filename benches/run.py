@@ -251,6 +251,7 @@ CASES: List[Case] = [
     Case('parse_om_100k', 'parse OpenMetrics, 100k series', 20, 'parse'),
     Case('observe_many_10k_numpy', 'observe_many(numpy 10k) vs observe loop', 50, 'many', param='numpy'),
     Case('scrape_gil', 'thread speed while scraping 100k series', 80, 'gil'),
+    Case('http_gil', 'thread speed while a client scrapes 10k series over HTTP', 90, 'http_gil'),
 ]
 
 
@@ -284,7 +285,7 @@ def med(xs: List[float]) -> float:
     return statistics.median(xs)
 
 
-GOAL_TYPES = {'memory': 'ratio', 'gil': 'percent'}   # every other kind: speed-up
+GOAL_TYPES = {'memory': 'ratio', 'gil': 'percent', 'http_gil': 'percent'}   # every other kind: speed-up
 
 
 def row(case: Case, unit: str, ref: Optional[float], fp: Optional[float], **extra) -> dict:
@@ -492,6 +493,46 @@ def run_gil(case: Case, cfg: Config) -> dict:
     return row(case, '%', ref, fp, speedup=None, notes=notes, samples=pct)
 
 
+# A client in its own process: keep-alive GETs of the metrics page, back to back, until killed.
+SCRAPE_CLIENT = '''
+import http.client, sys, time
+conn = http.client.HTTPConnection('127.0.0.1', int(sys.argv[1]))
+end = time.monotonic() + float(sys.argv[2])
+n = 0
+while time.monotonic() < end:
+    conn.request('GET', '/metrics')
+    conn.getresponse().read()
+    n += 1
+print(n)
+'''
+
+
+def run_http_gil(case: Case, cfg: Config) -> dict:
+    """The busy thread's speed while another process scrapes `start_http_server` in a loop."""
+    pct: Dict[str, List[float]] = {FP.name: [], REF.name: []}
+    scrapes: Dict[str, List[int]] = {FP.name: [], REF.name: []}
+    for r in range(cfg.gil_reps):
+        for lib in both(r):
+            reg, _ = scrape_registry(lib.name, 10_000)
+            server, thread = lib.mod.start_http_server(0, addr='127.0.0.1', registry=reg)
+            try:
+                solo, _ = spin_rate(cfg.gil_seconds, None)
+                client = subprocess.Popen(
+                    [sys.executable, '-c', SCRAPE_CLIENT, str(server.server_port), str(cfg.gil_seconds + 0.5)],
+                    stdout=subprocess.PIPE, text=True)
+                time.sleep(0.25)  # the client is up and scraping
+                busy, _ = spin_rate(cfg.gil_seconds, None)
+                scrapes[lib.name].append(int(client.communicate(timeout=60)[0]))
+            finally:
+                server.shutdown()
+                server.server_close()
+            pct[lib.name].append(100 * busy / solo)
+    ref, fp = med(pct[REF.name]), med(pct[FP.name])
+    notes = (f'scrapes in {cfg.gil_seconds + 0.5:g} s: prometheus_client {med(scrapes[REF.name]):g}, '
+             f'fastprom {med(scrapes[FP.name]):g}; client in its own process, server from start_http_server')
+    return row(case, '%', ref, fp, speedup=None, notes=notes, samples=pct)
+
+
 _PARSE_ROWS: Dict[str, dict] = {}
 
 
@@ -509,7 +550,7 @@ def run_parse(case: Case, cfg: Config) -> dict:
 
 
 RUNNERS = {'parse': run_parse, 'micro': run_micro, 'create': run_create, 'scrape': run_scrape, 'lookup': run_lookup,
-           'memory': run_memory, 'many': run_many, 'gil': run_gil}
+           'memory': run_memory, 'many': run_many, 'gil': run_gil, 'http_gil': run_http_gil}
 
 
 # --------------------------------------------------------------------------
