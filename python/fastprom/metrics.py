@@ -73,6 +73,24 @@ def _multiprocess_env() -> bool:
     return 'prometheus_multiproc_dir' in os.environ or 'PROMETHEUS_MULTIPROC_DIR' in os.environ
 
 
+def _multiprocess_dir() -> Optional[str]:
+    """The multiprocess directory when multiprocess mode is on, read when a metric is created
+    (the reference decides at import, so setting the variable after importing does nothing
+    there)."""
+    if 'prometheus_multiproc_dir' in os.environ and 'PROMETHEUS_MULTIPROC_DIR' not in os.environ:
+        os.environ['PROMETHEUS_MULTIPROC_DIR'] = os.environ['prometheus_multiproc_dir']
+        warnings.warn("prometheus_multiproc_dir variable has been deprecated in favor of the upper case naming "
+                      "PROMETHEUS_MULTIPROC_DIR", DeprecationWarning)
+    return os.environ.get('PROMETHEUS_MULTIPROC_DIR')
+
+
+# A forked child writes its own multiprocess files, from zero, as the reference's children do.
+os.register_at_fork(after_in_child=_native.multiprocess_after_fork)
+
+
+_MULTIPROCESS_TYPES = ('counter', 'gauge', 'summary', 'histogram')
+
+
 class MetricWrapperBase(Collector):
     _type: Optional[str] = None
     _reserved_labelnames: Sequence[str] = ()
@@ -128,6 +146,8 @@ class MetricWrapperBase(Collector):
         self._unit = unit
 
         _validate_metric_name(self._name)
+
+        self._multiprocess_dir = _multiprocess_dir() if self._type in _MULTIPROCESS_TYPES else None
 
         if self._is_parent():
             # _lock serialises adding and removing children; lookups read _metrics without it.

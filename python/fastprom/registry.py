@@ -38,6 +38,15 @@ _TYPE_SUFFIXES = {
 _NATIVE_RENDER: Dict[type, bool] = {}
 
 
+def _merges_natively(collector) -> bool:
+    """A MultiProcessCollector (not a subclass with its own collect) hands the writers its
+    merged families directly."""
+    if getattr(type(collector), '_merged_families', None) is None:
+        return False
+    from .multiprocess import MultiProcessCollector
+    return type(collector).collect is MultiProcessCollector.collect
+
+
 def _renders_natively(collector) -> bool:
     cls = type(collector)
     known = _NATIVE_RENDER.get(cls)
@@ -139,6 +148,8 @@ class CollectorRegistry:
         for collector in collectors:
             if _renders_natively(collector):
                 plan.append(collector)
+            elif _merges_natively(collector):
+                plan.append(collector._merged_families())
             else:
                 plan.extend(collector.collect())
         return plan

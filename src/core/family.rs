@@ -10,15 +10,20 @@ use indexmap::IndexSet;
 use super::cell::{add_f64, load_f64, store_f64};
 use super::counter::CounterCells;
 use super::format::float_to_go_string;
-use super::hotcold::HotCold;
 use super::model::{Exemplar, FamilySource, MetricType, Sample};
+use super::multiprocess::mapped::Slots;
+use super::observations::Observations;
 
 /// The value cells of one child.
 pub enum ChildValue {
     Counter(CounterCells),
     Gauge(AtomicU64),
-    Summary(Box<HotCold>),
-    Histogram(Box<HotCold>),
+    Summary(Box<Observations>),
+    Histogram(Box<Observations>),
+    /// Multiprocess mode: a slot in this process's `counter` file.
+    MappedCounter(Arc<Slots>),
+    /// Multiprocess mode: a slot (and its timestamp) in this process's `gauge_{mode}` file.
+    MappedGauge(Arc<Slots>),
 }
 
 /// One time series set: a labelled child, or the single child of an unlabelled metric.
@@ -61,7 +66,7 @@ impl Child {
     pub fn summary(labels: Vec<String>, created: f64) -> Child {
         Child::new(
             labels,
-            ChildValue::Summary(Box::new(HotCold::new(&[]))),
+            ChildValue::Summary(Box::new(Observations::local(&[]))),
             created,
         )
     }
@@ -69,12 +74,13 @@ impl Child {
     pub fn histogram(labels: Vec<String>, created: f64, bounds: &[f64]) -> Child {
         Child::new(
             labels,
-            ChildValue::Histogram(Box::new(HotCold::new(bounds))),
+            ChildValue::Histogram(Box::new(Observations::local(bounds))),
             created,
         )
     }
 
-    fn new(labels: Vec<String>, value: ChildValue, created: f64) -> Child {
+    /// A child with the given cells (multiprocess mode builds its mapped cells itself).
+    pub fn new(labels: Vec<String>, value: ChildValue, created: f64) -> Child {
         Child {
             label_values: labels.into_boxed_slice(),
             value,
@@ -117,15 +123,30 @@ impl Child {
     /// A counter's whole increments take the integer slot; others go to the float slot.
     #[inline]
     pub fn counter_inc_int(&self, n: u64) {
-        if let ChildValue::Counter(c) = &self.value {
-            c.inc_int(n)
+        match &self.value {
+            ChildValue::Counter(c) => c.inc_int(n),
+            ChildValue::MappedCounter(s) => add_f64(s.value(0), n as f64),
+            _ => {}
         }
     }
 
     #[inline]
     pub fn counter_inc(&self, v: f64) {
-        if let ChildValue::Counter(c) = &self.value {
-            c.inc(v)
+        match &self.value {
+            ChildValue::Counter(c) => c.inc(v),
+            ChildValue::MappedCounter(s) => add_f64(s.value(0), v),
+            _ => {}
+        }
+    }
+
+    /// Whether the cells live in a multiprocess file (which keeps no exemplars).
+    pub fn is_mapped(&self) -> bool {
+        match &self.value {
+            ChildValue::MappedCounter(_) | ChildValue::MappedGauge(_) => true,
+            ChildValue::Summary(o) | ChildValue::Histogram(o) => {
+                matches!(**o, Observations::Mapped(_))
+            }
+            _ => false,
         }
     }
 
@@ -134,27 +155,44 @@ impl Child {
         match &self.value {
             ChildValue::Counter(c) => c.get(),
             ChildValue::Gauge(slot) => load_f64(slot),
+            ChildValue::MappedCounter(s) | ChildValue::MappedGauge(s) => load_f64(s.value(0)),
             ChildValue::Summary(h) | ChildValue::Histogram(h) => h.snapshot().sum,
         }
     }
 
     /// Replaces the value of a counter or gauge.
     pub fn set(&self, v: f64) {
+        self.set_at(v, 0.0)
+    }
+
+    /// Replaces the value; a multiprocess gauge also records `timestamp` (its `mostrecent`
+    /// modes keep the value with the latest one).
+    pub fn set_at(&self, v: f64, timestamp: f64) {
         match &self.value {
             ChildValue::Counter(c) => c.set(v),
             ChildValue::Gauge(slot) => store_f64(slot, v),
+            ChildValue::MappedCounter(s) => store_f64(s.value(0), v),
+            ChildValue::MappedGauge(s) => {
+                store_f64(s.value(0), v);
+                store_f64(s.timestamp(0), timestamp);
+            }
             ChildValue::Summary(h) | ChildValue::Histogram(h) => h.set_part(None, v),
         }
     }
 
     #[inline]
     pub fn gauge_add(&self, v: f64) {
-        if let ChildValue::Gauge(slot) = &self.value {
-            add_f64(slot, v)
+        match &self.value {
+            ChildValue::Gauge(slot) => add_f64(slot, v),
+            ChildValue::MappedGauge(s) => add_f64(s.value(0), v),
+            _ => {}
         }
     }
 
     pub fn set_exemplar(&self, slot: usize, exemplar: Exemplar) {
+        if self.is_mapped() {
+            return;
+        }
         let all = self.exemplars.get_or_init(Box::default);
         let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
         if all.len() <= slot {
@@ -188,6 +226,8 @@ impl Child {
             exemplar: None,
         };
         match &self.value {
+            ChildValue::MappedCounter(_) => visit(&plain("_total", self.get())),
+            ChildValue::MappedGauge(_) => visit(&plain("", self.get())),
             ChildValue::Counter(_) => {
                 let total = ChildSample {
                     exemplar: exemplar(0),
@@ -219,7 +259,11 @@ impl Child {
                 }
             }
         }
-        if use_created && !matches!(self.value, ChildValue::Gauge(_)) {
+        let is_gauge = matches!(
+            self.value,
+            ChildValue::Gauge(_) | ChildValue::MappedGauge(_)
+        );
+        if use_created && !is_gauge {
             visit(&plain("_created", self.created()));
         }
     }

@@ -39,6 +39,23 @@ impl Snapshot {
     }
 }
 
+/// The first bucket whose bound is >= v; None for NaN (it lands in no bucket).
+#[inline]
+pub fn bucket_index(bounds: &[f64], v: f64) -> Option<usize> {
+    if v.is_nan() {
+        return None;
+    }
+    if bounds.len() <= LINEAR_SEARCH_MAX {
+        return bounds.iter().position(|b| v <= *b);
+    }
+    // Small values are common (latencies): answer the first bucket without a search.
+    if v <= bounds[0] {
+        return Some(0);
+    }
+    let i = bounds.partition_point(|b| *b < v);
+    (i < bounds.len()).then_some(i)
+}
+
 impl HotCold {
     /// `bounds` are the bucket upper bounds (empty for a summary).
     pub fn new(bounds: &[f64]) -> HotCold {
@@ -60,18 +77,7 @@ impl HotCold {
     /// The first bucket whose bound is >= v; None for NaN (it lands in no bucket).
     #[inline]
     pub fn bucket_index(&self, v: f64) -> Option<usize> {
-        if v.is_nan() {
-            return None;
-        }
-        if self.bounds.len() <= LINEAR_SEARCH_MAX {
-            return self.bounds.iter().position(|b| v <= *b);
-        }
-        // Small values are common (latencies): answer the first bucket without a search.
-        if v <= self.bounds[0] {
-            return Some(0);
-        }
-        let i = self.bounds.partition_point(|b| *b < v);
-        (i < self.bounds.len()).then_some(i)
+        bucket_index(&self.bounds, v)
     }
 
     #[inline]

@@ -8,6 +8,8 @@ pub mod format;
 pub mod hotcold;
 pub mod http;
 pub mod model;
+pub mod multiprocess;
+pub mod observations;
 pub mod openmetrics;
 pub mod parse;
 pub mod text;

@@ -179,7 +179,12 @@ unsafe fn gauge_set_body(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     if let (true, 1) = plain(nargsf, kwnames) {
-        if let (Some(child), Some(n)) = (child::<Gauge>(slf), number(*args)) {
+        let core = core::<Gauge>(slf);
+        if let (Some(child), false, Some(n)) = (
+            core.observable_child(),
+            core.is_most_recent(),
+            number(*args),
+        ) {
             child.set(n.as_f64());
             return none();
         }
@@ -193,7 +198,7 @@ unsafe fn gauge_set_body(
     )
 }
 
-/// `observe(x)` of a Histogram or a Summary (both keep their cells in a `HotCold`).
+/// `observe(x)` of a Histogram or a Summary.
 unsafe fn observe_body<
     T: HasCore + PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync,
 >(

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::PyAttributeError;
+use pyo3::exceptions::{PyAttributeError, PyOSError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -22,8 +22,9 @@ use super::python;
 use super::timer::Timer;
 use super::value::{Part, ValueView};
 use crate::core::family::{find_sample, Child, ChildValue, Family};
-use crate::core::hotcold::HotCold;
 use crate::core::model::{Exemplar, MetricType};
+use crate::core::multiprocess::mapped::MappedSpec;
+use crate::core::observations::Observations;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -59,6 +60,8 @@ struct State {
     most_recent: bool,
     /// The documentation is a `str`, so the family can be rendered without Python.
     renders_natively: bool,
+    /// Multiprocess mode: where this metric's children keep their cells.
+    multiprocess: Option<Arc<MappedSpec>>,
 }
 
 fn build_family(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<(Arc<Family>, bool)> {
@@ -74,6 +77,59 @@ fn build_family(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<(Arc<Family>, bo
         &upper_bounds(slf, kind)?,
     );
     Ok((Arc::new(family), doc_str.is_some()))
+}
+
+/// A child's cells: in process memory, or in multiprocess mode entries of this process's file.
+fn new_cells(
+    kind: Kind,
+    multiprocess: Option<&MappedSpec>,
+    labelnames: &[String],
+    labels: Vec<String>,
+    bounds: &[f64],
+    created: f64,
+) -> PyResult<Child> {
+    if let Some(spec) = multiprocess {
+        return spec
+            .child(labelnames, labels, bounds, created)
+            .map_err(|e| PyOSError::new_err(format!("multiprocess file: {e}")));
+    }
+    Ok(match kind {
+        Kind::Counter => Child::counter(labels, created),
+        Kind::Gauge => Child::gauge(labels),
+        Kind::Summary => Child::summary(labels, created),
+        Kind::Histogram => Child::histogram(labels, created, bounds),
+    })
+}
+
+/// Multiprocess mode is on for a metric when `_multiprocess_dir` (read from the environment
+/// when the metric was created) is set.
+fn multiprocess_spec(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<Option<Arc<MappedSpec>>> {
+    let py = slf.py();
+    let Ok(directory) = slf.getattr(intern!(py, "_multiprocess_dir")) else {
+        return Ok(None);
+    };
+    if directory.is_none() {
+        return Ok(None);
+    }
+    let directory: std::path::PathBuf = directory.extract()?;
+    let metric_type = kind.metric_type();
+    let prefix = match kind {
+        Kind::Gauge => format!(
+            "gauge_{}",
+            slf.getattr(intern!(py, "_multiprocess_mode"))?.str()?
+        ),
+        _ => metric_type.as_str().to_string(),
+    };
+    let spec = MappedSpec::new(
+        directory,
+        prefix,
+        slf.getattr(intern!(py, "_name"))?.extract()?,
+        slf.getattr(intern!(py, "_documentation"))?
+            .str()?
+            .to_string(),
+        metric_type,
+    );
+    Ok(Some(Arc::new(spec)))
 }
 
 fn upper_bounds(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<Vec<f64>> {
@@ -294,6 +350,7 @@ impl MetricCore {
                 .unbind(),
             most_recent: is_most_recent(slf, self.kind)?,
             renders_natively,
+            multiprocess: multiprocess_spec(slf, self.kind)?,
         };
         set_state(self, state)?;
         Ok(children)
@@ -301,13 +358,18 @@ impl MetricCore {
 
     fn init_child(&self, slf: &Bound<'_, PyAny>, created: f64) -> PyResult<()> {
         let labels: Vec<String> = slf.getattr(intern!(slf.py(), "_labelvalues"))?.extract()?;
+        let labelnames: Vec<String> = slf.getattr(intern!(slf.py(), "_labelnames"))?.extract()?;
         let top_level = labels.is_empty();
-        let child = Arc::new(match self.kind {
-            Kind::Counter => Child::counter(labels, created),
-            Kind::Gauge => Child::gauge(labels),
-            Kind::Summary => Child::summary(labels, created),
-            Kind::Histogram => Child::histogram(labels, created, &upper_bounds(slf, self.kind)?),
-        });
+        let multiprocess = multiprocess_spec(slf, self.kind)?;
+        let bounds = upper_bounds(slf, self.kind)?;
+        let child = Arc::new(new_cells(
+            self.kind,
+            multiprocess.as_deref(),
+            &labelnames,
+            labels,
+            &bounds,
+            created,
+        )?);
         let (family, renders_natively) = if top_level {
             let (family, native) = build_family(slf, self.kind)?;
             family.insert(child.clone());
@@ -325,6 +387,7 @@ impl MetricCore {
                 .unbind(),
             most_recent: is_most_recent(slf, self.kind)?,
             renders_natively,
+            multiprocess,
         };
         set_state(self, state)
     }
@@ -405,12 +468,14 @@ impl MetricCore {
             .map(|v| Ok(v.cast_into::<PyString>()?.to_str()?.to_owned()))
             .collect::<PyResult<Vec<_>>>()?;
         let created = python::time_now(py)?;
-        let cells = Arc::new(match self.kind {
-            Kind::Counter => Child::counter(labels, created),
-            Kind::Gauge => Child::gauge(labels),
-            Kind::Summary => Child::summary(labels, created),
-            Kind::Histogram => Child::histogram(labels, created, family.bounds()),
-        });
+        let cells = Arc::new(new_cells(
+            self.kind,
+            state.multiprocess.as_deref(),
+            &family.labelnames,
+            labels,
+            family.bounds(),
+            created,
+        )?);
         let child = new_instance(py, self.kind)?;
         child.setattr(intern!(py, "__dict__"), self.child_attributes(slf)?)?;
         let child_state = State {
@@ -420,6 +485,7 @@ impl MetricCore {
             labelnames: state.labelnames.clone_ref(py),
             most_recent: state.most_recent,
             renders_natively: true,
+            multiprocess: state.multiprocess.clone(),
         };
         if let Some(core) = metric_core(&child) {
             set_state(core, child_state)?;
@@ -588,7 +654,7 @@ impl MetricCore {
 /// place when contiguous), or any iterable of numbers. A bad element raises what `observe`
 /// would, after the elements before it were recorded (and, like `Summary.observe`, counted
 /// itself when `count_failed`).
-fn observe_batch(h: &HotCold, values: &Bound<'_, PyAny>, count_failed: bool) -> PyResult<()> {
+fn observe_batch(h: &Observations, values: &Bound<'_, PyAny>, count_failed: bool) -> PyResult<()> {
     // SAFETY: `values` is a live object; PyObject_CheckBuffer only reads its type.
     if unsafe { pyo3::ffi::PyObject_CheckBuffer(values.as_ptr()) } != 0 {
         if let Ok(buffer) = PyBuffer::<f64>::get(values) {
@@ -620,7 +686,7 @@ fn observe_batch(h: &HotCold, values: &Bound<'_, PyAny>, count_failed: bool) -> 
 }
 
 fn observe_buffer<T: pyo3::buffer::Element + Copy + Into<f64>>(
-    h: &HotCold,
+    h: &Observations,
     buffer: &PyBuffer<T>,
     py: Python<'_>,
 ) -> PyResult<()> {
@@ -1012,10 +1078,16 @@ impl Gauge {
         Ok(())
     }
 
+    /// In a `mostrecent` mode the time of the update is kept too (multiprocess mode merges by it).
     #[pyo3(name = "_set")]
-    fn set(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let child = self.core.child()?;
-        child.set(amount::float_of(value)?);
+        let value = amount::float_of(value)?;
+        if self.core.state()?.most_recent {
+            child.set_at(value, python::time_now(py)?);
+        } else {
+            child.set(value);
+        }
         Ok(())
     }
 }

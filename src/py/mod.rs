@@ -4,6 +4,7 @@ mod amount;
 mod errors;
 mod fastcall;
 mod metric;
+mod multiprocess;
 mod parse;
 mod python;
 mod render;
@@ -66,6 +67,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::Generation>()?;
     m.add_class::<server::MetricsServer>()?;
     m.add_function(wrap_pyfunction!(server::settings_changed, m)?)?;
+    m.add_function(wrap_pyfunction!(multiprocess::multiprocess_after_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(multiprocess::compact_directory, m)?)?;
+    m.add_class::<multiprocess::SharedDirectoryLock>()?;
+    m.add_class::<multiprocess::MultiProcessReader>()?;
+    m.add_class::<multiprocess::MergedFamilies>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add(
         "build_profile",

@@ -13,6 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 use super::amount;
 use super::errors::{value_error, Error};
 use super::metric::metric_core;
+use super::multiprocess::MergedFamilies;
 use super::python;
 use std::sync::Arc;
 
@@ -152,6 +153,10 @@ pub(super) fn gather(
             continue;
         }
         native_only = None;
+        if let Ok(merged) = entry.cast::<MergedFamilies>() {
+            items.extend(merged.get().take().into_iter().map(Item::Owned));
+            continue;
+        }
         items.push(Item::Owned(convert(&entry, format)?));
     }
     Ok(Gathered {

@@ -8,8 +8,8 @@ use pyo3::prelude::*;
 use super::amount;
 use super::python;
 use crate::core::family::{Child, ChildValue};
-use crate::core::hotcold::HotCold;
 use crate::core::model::Exemplar;
+use crate::core::observations::Observations;
 
 #[derive(Clone, Copy)]
 pub enum Part {
@@ -33,7 +33,7 @@ impl ValueView {
         ValueView { child, part }
     }
 
-    fn hotcold(&self) -> Option<&HotCold> {
+    fn hotcold(&self) -> Option<&Observations> {
         match &self.child.value {
             ChildValue::Summary(h) | ChildValue::Histogram(h) => Some(h),
             _ => None,
@@ -54,7 +54,7 @@ impl ValueView {
         let v = amount::to_f64(amount)?;
         match (self.part, self.hotcold()) {
             (Part::Main, _) => match &self.child.value {
-                ChildValue::Counter(_) => self.child.counter_inc(v),
+                ChildValue::Counter(_) | ChildValue::MappedCounter(_) => self.child.counter_inc(v),
                 _ => self.child.gauge_add(v),
             },
             (Part::Sum, Some(h)) => h.add_to_sum(v),
@@ -67,10 +67,14 @@ impl ValueView {
 
     #[pyo3(signature = (value, timestamp = None))]
     fn set(&self, value: &Bound<'_, PyAny>, timestamp: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let _ = timestamp; // only multiprocess most-recent gauges keep a timestamp
         let v = amount::to_f64(value)?;
+        // Only multiprocess gauges keep the timestamp (`timestamp or 0.0`, as the reference).
+        let timestamp = match timestamp {
+            Some(t) if t.is_truthy()? => amount::to_f64(t)?,
+            _ => 0.0,
+        };
         match (self.part, self.hotcold()) {
-            (Part::Main, _) => self.child.set(v),
+            (Part::Main, _) => self.child.set_at(v, timestamp),
             (Part::Sum, Some(h)) => h.set_part(None, v),
             (Part::Count, Some(h)) => {
                 let now = h.snapshot().observations as f64;

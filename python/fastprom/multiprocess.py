@@ -1,0 +1,101 @@
+"""Multiprocess mode: every process writes its metrics to memory-mapped files in
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's file format), and a collector merges them.
+
+The merge, the file reading and the compaction of dead processes' files are native."""
+import glob
+import os
+import warnings
+
+from . import _native
+from .metrics import Gauge
+
+__all__ = ['MultiProcessCollector', 'mark_process_dead', 'compact']
+
+
+def _directory_from_env():
+    # This deprecation warning can go away in a few releases when removing the compatibility
+    if 'prometheus_multiproc_dir' in os.environ and 'PROMETHEUS_MULTIPROC_DIR' not in os.environ:
+        os.environ['PROMETHEUS_MULTIPROC_DIR'] = os.environ['prometheus_multiproc_dir']
+        warnings.warn("prometheus_multiproc_dir variable has been deprecated in favor of the upper case naming "
+                      "PROMETHEUS_MULTIPROC_DIR", DeprecationWarning)
+    return os.environ.get('PROMETHEUS_MULTIPROC_DIR')
+
+
+def _warn_skipped(skipped):
+    for path, reason in skipped:
+        warnings.warn(f'multiprocess file {path} skipped: {reason}', UserWarning)
+
+
+class MultiProcessCollector:
+    """Collector for files for multi-process mode."""
+
+    def __init__(self, registry, path=None):
+        if path is None:
+            path = _directory_from_env()
+        if not path or not os.path.isdir(path):
+            raise ValueError('env PROMETHEUS_MULTIPROC_DIR is not set or not a directory')
+        self._path = path
+        # Remembers the keys of entries already read: files only grow.
+        self._reader = _native.MultiProcessReader()
+        if registry:
+            registry.register(self)
+
+    @staticmethod
+    def merge(files, accumulate=True):
+        """Merge metrics from given mmap files.
+
+        By default, histograms are accumulated, as per prometheus wire format.
+        But if writing the merged data back to mmap files, use
+        accumulate=False to avoid compound accumulation.
+        """
+        metrics, skipped = _native.MultiProcessReader().merge(list(files), accumulate)
+        _warn_skipped(skipped)
+        return metrics
+
+    def _files(self):
+        return glob.glob(os.path.join(self._path, '*.db'))
+
+    def collect(self):
+        with _native.SharedDirectoryLock(self._path):
+            metrics, skipped = self._reader.merge(self._files(), True)
+        _warn_skipped(skipped)
+        return metrics
+
+    def _merged_families(self):
+        """The merged families as a native object the exposition writers render directly."""
+        with _native.SharedDirectoryLock(self._path):
+            families, skipped = self._reader.families(self._files())
+        _warn_skipped(skipped)
+        return families
+
+
+_LIVE_GAUGE_MULTIPROCESS_MODES = {m for m in Gauge._MULTIPROC_MODES if m.startswith('live')}
+
+
+def mark_process_dead(pid, path=None):
+    """Do bookkeeping for when one process dies in a multi-process setup.
+
+    As in the reference, the live gauges' files of the process are deleted. Then its counter,
+    histogram and summary files (and min/max/sum/mostrecent gauges) are folded into the
+    directory's archive files and deleted, so dead processes do not slow scrapes down; totals
+    never go backwards."""
+    if path is None:
+        path = os.environ.get('PROMETHEUS_MULTIPROC_DIR', os.environ.get('prometheus_multiproc_dir'))
+    for mode in _LIVE_GAUGE_MULTIPROCESS_MODES:
+        for f in glob.glob(os.path.join(path, f'gauge_{mode}_{pid}.db')):
+            os.remove(f)
+    _native.compact_directory(path, [int(pid)])
+
+
+def compact(path=None):
+    """Fold the files of every process that is no longer running into the archive files.
+
+    Call it at startup, or periodically (a gunicorn ``child_exit`` hook that calls
+    ``mark_process_dead`` does it for one process). Safe against concurrent compactions and
+    scrapes by fastprom's collector (a lock file; archives are replaced by atomic rename).
+    Returns the number of files folded or deleted."""
+    if path is None:
+        path = _directory_from_env()
+    if not path or not os.path.isdir(path):
+        raise ValueError('env PROMETHEUS_MULTIPROC_DIR is not set or not a directory')
+    return _native.compact_directory(path, None)

@@ -1,0 +1,258 @@
+//! Compaction: the files of dead processes are folded into one archive file per kind
+//! (`counter_archive.db`, `gauge_max_archive.db`, ...) and deleted, so a scrape reads files
+//! for live processes plus the archives however many processes came and went.
+//!
+//! Archives are in the reference's format, so prometheus_client's collector reads them too
+//! (a gauge archive's `pid` label is `archive`; the modes that keep it, `all` and the live
+//! ones, are never archived). An exclusive lock on the directory's lock file keeps concurrent
+//! compactions apart and keeps fastprom's collectors (which take it shared) from seeing a
+//! half-done compaction; archives are replaced by atomic rename.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+use super::file::read_entries;
+use super::mapped::encode_file;
+
+pub const LOCK_FILE: &str = ".fastprom.lock";
+const ARCHIVE: &str = "archive";
+
+/// A `flock` on the directory's lock file, released on drop.
+pub struct DirectoryLock {
+    _file: File,
+}
+
+impl DirectoryLock {
+    pub fn shared(directory: &Path) -> io::Result<DirectoryLock> {
+        DirectoryLock::take(directory, libc::LOCK_SH)
+    }
+
+    pub fn exclusive(directory: &Path) -> io::Result<DirectoryLock> {
+        DirectoryLock::take(directory, libc::LOCK_EX)
+    }
+
+    fn take(directory: &Path, operation: i32) -> io::Result<DirectoryLock> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(directory.join(LOCK_FILE))?;
+        loop {
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
+                return Ok(DirectoryLock { _file: file });
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// How the entries of one kind of file combine, as the collector merges them.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Fold {
+    Sum,
+    Min,
+    Max,
+    MostRecent,
+}
+
+fn fold_of(prefix: &str) -> Option<Fold> {
+    Some(match prefix {
+        "counter" | "histogram" | "summary" | "gauge_sum" => Fold::Sum,
+        "gauge_min" => Fold::Min,
+        "gauge_max" => Fold::Max,
+        "gauge_mostrecent" => Fold::MostRecent,
+        _ => return None,
+    })
+}
+
+/// `counter_123.db` → (`counter`, 123); `gauge_livesum_123.db` → (`gauge_livesum`, 123).
+fn split_name(name: &str) -> Option<(&str, u32)> {
+    let stem = name.strip_suffix(".db")?;
+    let (prefix, pid) = stem.rsplit_once('_')?;
+    Some((prefix, pid.parse().ok()?))
+}
+
+fn is_dead(pid: u32, dead: Option<&[u32]>) -> bool {
+    match dead {
+        Some(pids) => pids.contains(&pid),
+        None => {
+            // SAFETY: signal 0 only checks that the process exists.
+            let gone = unsafe { libc::kill(pid as libc::pid_t, 0) } == -1
+                && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            gone && pid != std::process::id()
+        }
+    }
+}
+
+/// Folds the files of the dead processes (`dead`, or every pid not running when `None`) into
+/// the archives and deletes them; a live gauge's file is just deleted. A file that cannot be
+/// read stays where it is. Returns how many files were folded or deleted.
+pub fn compact(directory: &Path, dead: Option<&[u32]>) -> io::Result<usize> {
+    let _lock = DirectoryLock::exclusive(directory)?;
+    let mut to_fold: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    let mut removed = 0;
+    for entry in fs::read_dir(directory)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some((prefix, pid)) = split_name(name) else {
+            continue;
+        };
+        if !is_dead(pid, dead) {
+            continue;
+        }
+        if prefix.starts_with("gauge_live") {
+            removed += remove_if_present(&path)?;
+        } else if fold_of(prefix).is_some() {
+            to_fold.entry(prefix.to_string()).or_default().push(path);
+        }
+    }
+    for (prefix, mut files) in to_fold {
+        files.sort();
+        removed += fold_into_archive(directory, &prefix, &files)?;
+    }
+    Ok(removed)
+}
+
+fn remove_if_present(path: &Path) -> io::Result<usize> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(1),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Entries of a file as key → (value, timestamp), in file order.
+type Entries = IndexMap<String, (f64, f64)>;
+
+fn fold_into_archive(directory: &Path, prefix: &str, files: &[PathBuf]) -> io::Result<usize> {
+    let Some(fold) = fold_of(prefix) else {
+        return Ok(0);
+    };
+    let archive = directory.join(format!("{prefix}_{ARCHIVE}.db"));
+    let mut entries = Entries::new();
+    if archive.exists() {
+        add_file(&mut entries, &fs::read(&archive)?, fold).map_err(io::Error::other)?;
+    }
+    let mut folded = Vec::new();
+    for file in files {
+        let Ok(bytes) = fs::read(file) else { continue };
+        // An unreadable file stays for the collector to report.
+        if add_file(&mut entries, &bytes, fold).is_ok() {
+            folded.push(file);
+        }
+    }
+    if folded.is_empty() {
+        return Ok(0);
+    }
+    let contents = encode_file(entries.iter().map(|(k, (v, t))| (k.as_str(), *v, *t)));
+    let temporary = directory.join(format!(".{prefix}_{ARCHIVE}.db.tmp"));
+    let mut out = File::create(&temporary)?;
+    out.write_all(&contents)?;
+    out.sync_all()?;
+    fs::rename(&temporary, &archive)?;
+    let mut removed = 0;
+    for file in folded {
+        removed += remove_if_present(file)?;
+    }
+    Ok(removed)
+}
+
+fn add_file(entries: &mut Entries, bytes: &[u8], fold: Fold) -> Result<(), String> {
+    for entry in read_entries(bytes).map_err(|e| e.message)? {
+        let incoming = (entry.value, entry.timestamp);
+        match entries.get_mut(&entry.key) {
+            None => {
+                entries.insert(entry.key, incoming);
+            }
+            Some(kept) => *kept = combine(fold, *kept, incoming),
+        }
+    }
+    Ok(())
+}
+
+fn combine(fold: Fold, kept: (f64, f64), incoming: (f64, f64)) -> (f64, f64) {
+    match fold {
+        Fold::Sum => (kept.0 + incoming.0, 0.0),
+        Fold::Min => (kept.0.min(incoming.0), 0.0),
+        Fold::Max => (kept.0.max(incoming.0), 0.0),
+        Fold::MostRecent if incoming.1 > kept.1 => incoming,
+        Fold::MostRecent => kept,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::multiprocess::mapped::MappedFile;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("fastprom-compact-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn write(dir: &Path, name: &str, entries: &[(&str, f64)]) {
+        let file = MappedFile::open(&dir.join(name)).unwrap();
+        for (key, value) in entries {
+            crate::core::cell::add_f64(file.slot(key).unwrap(), *value);
+        }
+    }
+
+    #[test]
+    fn dead_counters_fold_into_one_archive() {
+        let dir = temp_dir("fold");
+        write(&dir, "counter_101.db", &[("a", 1.0), ("b", 2.0)]);
+        write(&dir, "counter_102.db", &[("b", 3.0), ("c", 4.0)]);
+        write(&dir, "counter_103.db", &[("a", 10.0)]);
+        write(&dir, "gauge_livesum_101.db", &[("g", 1.0)]);
+        write(&dir, "gauge_all_101.db", &[("g", 1.0)]);
+        assert_eq!(compact(&dir, Some(&[101, 102])).unwrap(), 3);
+        assert!(!dir.join("counter_101.db").exists());
+        assert!(dir.join("counter_103.db").exists());
+        assert!(dir.join("gauge_all_101.db").exists(), "per-pid gauges stay");
+        let archive = fs::read(dir.join("counter_archive.db")).unwrap();
+        let values: Vec<(String, f64)> = read_entries(&archive)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect();
+        let expected = [("a", 1.0), ("b", 5.0), ("c", 4.0)];
+        assert_eq!(values, expected.map(|(k, v)| (k.to_string(), v)));
+        // Folding again adds to the archive.
+        assert_eq!(compact(&dir, Some(&[103])).unwrap(), 1);
+        let archive = fs::read(dir.join("counter_archive.db")).unwrap();
+        assert_eq!(read_entries(&archive).unwrap()[0].value, 11.0);
+    }
+
+    #[test]
+    fn gauges_fold_by_their_mode() {
+        assert_eq!(combine(Fold::Min, (3.0, 0.0), (2.0, 0.0)), (2.0, 0.0));
+        assert_eq!(combine(Fold::Max, (3.0, 0.0), (2.0, 0.0)), (3.0, 0.0));
+        assert_eq!(
+            combine(Fold::MostRecent, (3.0, 5.0), (2.0, 4.0)),
+            (3.0, 5.0)
+        );
+        assert_eq!(
+            combine(Fold::MostRecent, (3.0, 5.0), (2.0, 6.0)),
+            (2.0, 6.0)
+        );
+        assert_eq!(
+            split_name("gauge_livesum_12.db"),
+            Some(("gauge_livesum", 12))
+        );
+        assert_eq!(split_name("counter_archive.db"), None);
+    }
+}

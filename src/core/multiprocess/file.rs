@@ -1,0 +1,669 @@
+//! Reading multiprocess `.db` files (`mmap_dict.MmapedDict.read_all_values_from_file`).
+//!
+//! Layout (native byte order): `i32 used` (bytes in use, header included), 4 bytes of padding,
+//! then entries back to back from offset 8: `i32 len`, `len` bytes of UTF-8 JSON key, spaces up to
+//! the next multiple of 8 (1 to 8 of them), `f64 value`, `f64 timestamp`.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::key::{parse_key, Key};
+
+/// Where the first entry starts.
+pub const HEADER_LEN: usize = 8;
+
+/// What the reference reads first (`mmap.PAGESIZE`); most files fit in it.
+const FIRST_READ: u64 = 4096;
+
+/// One entry of a file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawEntry {
+    pub key: String,
+    pub value: f64,
+    pub timestamp: f64,
+    /// Offset of `value` (the timestamp follows it).
+    pub value_offset: usize,
+}
+
+/// An entry borrowing its key from the file's bytes.
+#[derive(Clone, Copy)]
+struct EntryRef<'a> {
+    key: &'a str,
+    value: f64,
+    timestamp: f64,
+    value_offset: usize,
+}
+
+/// Why a file could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileError {
+    pub message: String,
+}
+
+impl FileError {
+    fn new(message: impl Into<String>) -> FileError {
+        FileError {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<io::Error> for FileError {
+    fn from(e: io::Error) -> FileError {
+        FileError::new(e.to_string())
+    }
+}
+
+/// All entries of a file's bytes (at least its first `used` bytes), in file order.
+pub fn read_entries(bytes: &[u8]) -> Result<Vec<RawEntry>, FileError> {
+    let used = used_len(bytes)?;
+    let mut entries = Vec::new();
+    for entry in entries_between(bytes, HEADER_LEN, used) {
+        let entry = entry?;
+        entries.push(RawEntry {
+            key: entry.key.to_owned(),
+            value: entry.value,
+            timestamp: entry.timestamp,
+            value_offset: entry.value_offset,
+        });
+    }
+    Ok(entries)
+}
+
+/// The header's `used`, checked against the bytes present. An empty file (just created, not yet
+/// sized) and a `used` below 8 (zero before the writer's first store) hold no entries, as in the
+/// reference.
+pub fn used_len(bytes: &[u8]) -> Result<usize, FileError> {
+    if bytes.is_empty() {
+        return Ok(HEADER_LEN);
+    }
+    let used = read_i32(bytes, 0)
+        .ok_or_else(|| FileError::new("File is truncated: no complete header."))?;
+    let used = usize::try_from(used).unwrap_or(0).max(HEADER_LEN);
+    if used > bytes.len() {
+        return Err(FileError::new(format!(
+            "File is truncated: its header says {used} bytes are used but it has {}.",
+            bytes.len()
+        )));
+    }
+    Ok(used)
+}
+
+/// Total size of an entry whose key is `key_len` bytes long.
+fn entry_len(key_len: usize) -> usize {
+    4 + key_len + (8 - (key_len + 4) % 8) + 16
+}
+
+/// Where the entry whose value is at `value_offset` starts (its length field).
+fn entry_start(value_offset: usize, key_len: usize) -> usize {
+    value_offset + 16 - entry_len(key_len)
+}
+
+fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
+    Some(i32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn read_f64(bytes: &[u8], at: usize) -> Option<f64> {
+    Some(f64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Value and timestamp at `value_offset`.
+fn read_value(bytes: &[u8], value_offset: usize) -> Option<(f64, f64)> {
+    Some((
+        read_f64(bytes, value_offset)?,
+        read_f64(bytes, value_offset + 8)?,
+    ))
+}
+
+/// The entries starting at `from`, up to `used` (`used <= bytes.len()`).
+fn entries_between(bytes: &[u8], from: usize, used: usize) -> Entries<'_> {
+    Entries {
+        bytes: &bytes[..used.min(bytes.len())],
+        pos: from,
+        failed: false,
+    }
+}
+
+/// Yields entries until the end of the used bytes or the first error.
+struct Entries<'a> {
+    /// The used bytes only.
+    bytes: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> Entries<'a> {
+    /// The entry at `self.pos`, entirely inside the used bytes, and where the next one starts.
+    /// The reference only checks that the key ends inside `used`; we also require the padding and
+    /// value to, since a writer never publishes part of an entry.
+    fn entry(&self) -> Result<(EntryRef<'a>, usize), FileError> {
+        let beyond = || FileError::new("Read beyond file size detected, file is corrupted.");
+        let pos = self.pos;
+        let key_len = read_i32(self.bytes, pos).ok_or_else(beyond)?;
+        let key_len = usize::try_from(key_len)
+            .map_err(|_| FileError::new(format!("Negative key length at offset {pos}.")))?;
+        let end = pos.checked_add(entry_len(key_len)).ok_or_else(beyond)?;
+        if end > self.bytes.len() {
+            return Err(beyond());
+        }
+        let key = std::str::from_utf8(&self.bytes[pos + 4..pos + 4 + key_len])
+            .map_err(|_| FileError::new(format!("Invalid UTF-8 in the key at offset {pos}.")))?;
+        let value_offset = end - 16;
+        let (value, timestamp) = read_value(self.bytes, value_offset).ok_or_else(beyond)?;
+        let entry = EntryRef {
+            key,
+            value,
+            timestamp,
+            value_offset,
+        };
+        Ok((entry, end))
+    }
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Result<EntryRef<'a>, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.bytes.len() {
+            return None;
+        }
+        match self.entry() {
+            Ok((entry, next)) => {
+                self.pos = next;
+                Some(Ok(entry))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Reads what the reference reads: the first page, then the rest of the used bytes if any.
+fn read_used_bytes(file: &mut File, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    file.by_ref().take(FIRST_READ).read_to_end(buf)?;
+    if let Some(used) = read_i32(buf, 0) {
+        let missing = usize::try_from(used).unwrap_or(0).saturating_sub(buf.len());
+        if missing > 0 {
+            file.take(missing as u64).read_to_end(buf)?;
+        }
+    }
+    Ok(())
+}
+
+/// A key as the collector uses it: parsed once, shared by every file that holds it.
+#[derive(Debug)]
+pub struct CachedKey {
+    /// The JSON text, to check that a cached file still holds it.
+    pub text: Box<str>,
+    /// Labels sorted by name (the reference's `labels_key`).
+    pub key: Key,
+}
+
+/// One entry of a cached file, with the value last read.
+#[derive(Clone, Debug)]
+pub struct CachedEntry {
+    pub key: Arc<CachedKey>,
+    pub value_offset: usize,
+    pub value: f64,
+    pub timestamp: f64,
+}
+
+struct CachedFile {
+    identity: Option<(u64, u64)>,
+    used: usize,
+    entries: Vec<CachedEntry>,
+}
+
+impl CachedFile {
+    /// Whether the entries remembered are still the start of the file now in `bytes`.
+    fn still_valid(&self, identity: Option<(u64, u64)>, used: usize, bytes: &[u8]) -> bool {
+        // An inode number can be reused by a new file of the same name, so also check that the
+        // keys are still where they were (a byte comparison, much cheaper than parsing).
+        self.identity.is_some()
+            && self.identity == identity
+            && self.used <= used
+            && self.entries.iter().all(|e| key_is_at(bytes, e))
+    }
+}
+
+/// Per-path memory of parsed keys across scrapes. Writers only append entries and never move
+/// them, so a file whose identity is unchanged and whose `used` did not shrink needs only its new
+/// tail parsed; values are re-read every time.
+#[derive(Default)]
+pub struct FileCache {
+    files: HashMap<PathBuf, CachedFile>,
+    keys: HashMap<Box<str>, Arc<CachedKey>>,
+    buf: Vec<u8>,
+}
+
+impl FileCache {
+    pub fn new() -> FileCache {
+        FileCache::default()
+    }
+
+    /// Reads `path` afresh. `Ok(false)` if it does not exist (deleted by `mark_process_dead`);
+    /// on any error the file is forgotten.
+    pub fn refresh(&mut self, path: &Path) -> Result<bool, FileError> {
+        let cached = self.files.remove(path);
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let identity = file_identity(&file.metadata()?);
+        read_used_bytes(&mut file, &mut self.buf)?;
+        let used = used_len(&self.buf)?;
+        let (mut entries, from) = match cached {
+            Some(c) if c.still_valid(identity, used, &self.buf) => (c.entries, c.used),
+            _ => (Vec::new(), HEADER_LEN),
+        };
+        for entry in &mut entries {
+            (entry.value, entry.timestamp) = read_value(&self.buf, entry.value_offset)
+                .ok_or_else(|| FileError::new("Entry out of range."))?;
+        }
+        for raw in entries_between(&self.buf, from, used) {
+            entries.push(cached_entry(&mut self.keys, raw?)?);
+        }
+        let file = CachedFile {
+            identity,
+            used,
+            entries,
+        };
+        self.files.insert(path.to_path_buf(), file);
+        Ok(true)
+    }
+
+    /// The entries of a file read by the last successful `refresh`.
+    pub fn entries(&self, path: &Path) -> Option<&[CachedEntry]> {
+        self.files.get(path).map(|f| f.entries.as_slice())
+    }
+
+    /// Forgets files not in `paths`, and keys no remembered file holds.
+    pub fn retain(&mut self, paths: &[PathBuf]) {
+        let keep: HashSet<&PathBuf> = paths.iter().collect();
+        self.files.retain(|p, _| keep.contains(p));
+        self.keys.retain(|_, k| Arc::strong_count(k) > 1);
+    }
+}
+
+fn cached_entry(
+    keys: &mut HashMap<Box<str>, Arc<CachedKey>>,
+    raw: EntryRef<'_>,
+) -> Result<CachedEntry, FileError> {
+    let key = match keys.get(raw.key) {
+        Some(key) => key.clone(),
+        None => {
+            let key = Arc::new(CachedKey {
+                text: raw.key.into(),
+                key: parse_sorted_key(raw.key).ok_or_else(|| {
+                    let offset = entry_start(raw.value_offset, raw.key.len());
+                    FileError::new(format!("Invalid key at offset {offset}: {}", raw.key))
+                })?,
+            });
+            keys.insert(raw.key.into(), key.clone());
+            key
+        }
+    };
+    Ok(CachedEntry {
+        key,
+        value_offset: raw.value_offset,
+        value: raw.value,
+        timestamp: raw.timestamp,
+    })
+}
+
+/// `parse_key` with labels sorted; an empty metric name is refused too (`Metric()` raises).
+fn parse_sorted_key(text: &str) -> Option<Key> {
+    let mut key = parse_key(text).filter(|k| !k.metric_name.is_empty())?;
+    key.labels.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(key)
+}
+
+/// Whether the entry's length and key are still in `bytes` where they were read.
+fn key_is_at(bytes: &[u8], entry: &CachedEntry) -> bool {
+    let text = entry.key.text.as_bytes();
+    let start = entry_start(entry.value_offset, text.len());
+    read_i32(bytes, start) == i32::try_from(text.len()).ok()
+        && bytes.get(start + 4..start + 4 + text.len()) == Some(text)
+}
+
+#[cfg(unix)]
+fn file_identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
+/// The bytes `MmapedDict` writes for `entries`, in a file of `capacity` bytes.
+#[cfg(test)]
+pub(crate) fn encode_file(entries: &[(&str, f64, f64)], capacity: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; HEADER_LEN];
+    for (key, value, timestamp) in entries {
+        bytes.extend_from_slice(&(key.len() as i32).to_ne_bytes());
+        bytes.extend_from_slice(key.as_bytes());
+        bytes.resize(bytes.len() + 8 - (key.len() + 4) % 8, b' ');
+        bytes.extend_from_slice(&value.to_ne_bytes());
+        bytes.extend_from_slice(&timestamp.to_ne_bytes());
+    }
+    let used = bytes.len() as i32;
+    bytes[..4].copy_from_slice(&used.to_ne_bytes());
+    bytes.resize(bytes.len().max(capacity), 0);
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_and_values(bytes: &[u8]) -> Vec<(String, f64, f64)> {
+        read_entries(bytes)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.key, e.value, e.timestamp))
+            .collect()
+    }
+
+    fn set_used(bytes: &mut [u8], used: i32) {
+        bytes[..4].copy_from_slice(&used.to_ne_bytes());
+    }
+
+    #[test]
+    fn every_padding_length() {
+        // Key lengths 0..=16 cover pads of 8, 7, ..., 1 twice.
+        let keys: Vec<String> = (0..=16).map(|n| "k".repeat(n)).collect();
+        let entries: Vec<(&str, f64, f64)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i as f64 + 0.5, i as f64 * 2.0))
+            .collect();
+        let bytes = encode_file(&entries, 0);
+        let read = read_entries(&bytes).unwrap();
+        assert_eq!(read.len(), entries.len());
+        let mut pos = HEADER_LEN;
+        for (entry, (key, value, timestamp)) in read.iter().zip(&entries) {
+            let pad = 8 - (key.len() + 4) % 8;
+            assert!((1..=8).contains(&pad));
+            assert_eq!(entry.value_offset, pos + 4 + key.len() + pad);
+            assert_eq!(entry.value_offset % 8, 0);
+            assert_eq!(
+                (entry.key.as_str(), entry.value, entry.timestamp),
+                (*key, *value, *timestamp)
+            );
+            pos = entry.value_offset + 16;
+        }
+    }
+
+    #[test]
+    fn empty_and_fresh_files_have_no_entries() {
+        assert_eq!(read_entries(&[]).unwrap(), []);
+        assert_eq!(read_entries(&[0; 64]).unwrap(), []);
+        let mut bytes = encode_file(&[("a", 1.0, 0.0)], 64);
+        for used in [8, 3, 0, -8, i32::MIN] {
+            set_used(&mut bytes, used);
+            assert_eq!(read_entries(&bytes).unwrap(), [], "used={used}");
+        }
+    }
+
+    #[test]
+    fn bytes_past_used_are_ignored() {
+        let mut bytes = encode_file(&[("a", 1.0, 0.0), ("b", 2.0, 0.0)], 4096);
+        let second = read_entries(&bytes).unwrap()[1].value_offset - 8;
+        set_used(&mut bytes, second as i32);
+        assert_eq!(keys_and_values(&bytes), [("a".to_owned(), 1.0, 0.0)]);
+    }
+
+    fn error(bytes: &[u8]) -> String {
+        read_entries(bytes).unwrap_err().message
+    }
+
+    #[test]
+    fn truncated_files_are_errors() {
+        let bytes = encode_file(&[("abc", 1.0, 0.0)], 0);
+        assert_eq!(bytes.len(), 32);
+        assert!(error(&bytes[..31]).starts_with("File is truncated: its header says 32"));
+        assert!(error(&bytes[..3]).starts_with("File is truncated: no complete header"));
+    }
+
+    #[test]
+    fn corrupt_entries_are_errors() {
+        const BEYOND: &str = "Read beyond file size detected, file is corrupted.";
+        let good = encode_file(&[("abc", 1.0, 0.0), ("defg", 2.0, 0.0)], 128);
+        // `used` in the middle of the second entry.
+        let mut bytes = good.clone();
+        set_used(&mut bytes, 32 + 20);
+        assert_eq!(error(&bytes), BEYOND);
+        // `used` leaves less than a length field.
+        set_used(&mut bytes, 32 + 2);
+        assert_eq!(error(&bytes), BEYOND);
+        // Key length past `used`, and one that would overflow.
+        for len in [1000, i32::MAX] {
+            let mut bytes = good.clone();
+            bytes[32..36].copy_from_slice(&len.to_ne_bytes());
+            assert_eq!(error(&bytes), BEYOND);
+        }
+        let mut bytes = good.clone();
+        bytes[32..36].copy_from_slice(&(-4i32).to_ne_bytes());
+        assert_eq!(error(&bytes), "Negative key length at offset 32.");
+        let mut bytes = good;
+        bytes[13] = 0xff;
+        assert_eq!(error(&bytes), "Invalid UTF-8 in the key at offset 8.");
+    }
+
+    /// Any damage gives an error or entries, never a panic.
+    #[test]
+    fn damaged_bytes_never_panic() {
+        let good = encode_file(&[("abc", 1.0, 0.0), ("de", 2.0, 0.0), ("", 3.0, 0.0)], 96);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let mut bytes = good.clone();
+            for _ in 0..3 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let at = (seed >> 8) as usize % bytes.len();
+                bytes[at] = (seed >> 40) as u8;
+            }
+            let cut = (seed >> 20) as usize % (bytes.len() + 1);
+            let _ = read_entries(&bytes[..cut]);
+            let _ = read_entries(&bytes);
+        }
+    }
+
+    /// Files written by prometheus_client's `MmapedDict` read back the same.
+    #[test]
+    fn reads_files_written_by_mmaped_dict() {
+        let script = r#"
+import os, sys
+from prometheus_client.mmap_dict import MmapedDict
+path = sys.stdin.read()
+d = MmapedDict(path)
+for n in range(17):
+    d.write_value('é' * (n % 3) + 'k' * n, n + 0.25, n * 3.0)
+d.close()
+for key, value, ts, pos in MmapedDict.read_all_values_from_file(path):
+    print(ascii(key), value, ts, pos)
+"#;
+        let file = TempFile::new("written_by_python.db");
+        let Some(output) = crate::core::format::run_python(script, file.0.to_str().unwrap()) else {
+            return;
+        };
+        let bytes = std::fs::read(&file.0).unwrap();
+        assert_eq!(bytes.len(), 65536);
+        let entries = read_entries(&bytes).unwrap();
+        let lines: Vec<&str> = output.lines().collect();
+        assert_eq!(entries.len(), 17);
+        assert_eq!(lines.len(), 17);
+        for (n, (entry, line)) in entries.iter().zip(lines).enumerate() {
+            let key = "é".repeat(n % 3) + &"k".repeat(n);
+            assert_eq!(
+                (entry.key.as_str(), entry.value, entry.timestamp),
+                (key.as_str(), n as f64 + 0.25, n as f64 * 3.0)
+            );
+            assert!(
+                line.ends_with(&format!(" {}", entry.value_offset)),
+                "{line}"
+            );
+        }
+    }
+
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(name: &str) -> TempFile {
+            let name = format!("fastprom-mpfile-{}-{name}", std::process::id());
+            TempFile(std::env::temp_dir().join(name))
+        }
+
+        /// Rewrites the file in place (same inode).
+        fn overwrite(&self, bytes: &[u8]) {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&self.0)
+                .unwrap();
+            file.write_all(bytes).unwrap();
+            file.set_len(bytes.len() as u64).unwrap();
+        }
+
+        /// Replaces the file by a new one (new inode).
+        fn replace(&self, bytes: &[u8]) {
+            let temporary = self.0.with_extension("tmp");
+            std::fs::write(&temporary, bytes).unwrap();
+            std::fs::rename(&temporary, &self.0).unwrap();
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn cached(cache: &FileCache, path: &Path) -> Vec<(String, f64, f64)> {
+        cache
+            .entries(path)
+            .unwrap()
+            .iter()
+            .map(|e| (e.key.text.to_string(), e.value, e.timestamp))
+            .collect()
+    }
+
+    fn key(name: &str, le: &str) -> String {
+        crate::core::multiprocess::key::mmap_key("m", name, &[("z", "1"), ("le", le)], "h")
+    }
+
+    #[test]
+    fn cache_follows_growth_and_replacement() {
+        let file = TempFile::new("grow.db");
+        let (a, b, c) = (
+            key("m_bucket", "1.0"),
+            key("m_bucket", "+Inf"),
+            key("m_sum", ""),
+        );
+        let mut cache = FileCache::new();
+        assert_eq!(cache.refresh(&file.0), Ok(false));
+        file.overwrite(&encode_file(&[(&a, 1.0, 0.0)], 4096));
+        assert_eq!(cache.refresh(&file.0), Ok(true));
+        assert_eq!(cached(&cache, &file.0), [(a.clone(), 1.0, 0.0)]);
+        let parsed = &cache.entries(&file.0).unwrap()[0].key.key;
+        assert_eq!(
+            parsed.labels,
+            [("le".into(), "1.0".into()), ("z".into(), "1".into())]
+        );
+        // Grown in place (beyond the first page too): the new tail appears, values are fresh.
+        let long = "x".repeat(5000);
+        let grown = [(a.as_str(), 2.0, 0.0), (&b, 3.0, 7.0), (&long, 4.0, 0.0)];
+        file.overwrite(&encode_file(&grown, 0));
+        assert!(cache.refresh(&file.0).is_err(), "a bad key is an error");
+        assert!(
+            cache.entries(&file.0).is_none(),
+            "and the file is forgotten"
+        );
+        let grown = [(a.as_str(), 2.0, 0.0), (&b, 3.0, 7.0), (&c, 4.0, 0.0)];
+        file.overwrite(&encode_file(&grown, 8192));
+        cache.refresh(&file.0).unwrap();
+        assert_eq!(
+            cached(&cache, &file.0),
+            grown.map(|(k, v, t)| (k.to_owned(), v, t))
+        );
+        file.overwrite(&encode_file(
+            &[(&a, 5.0, 0.0), (&b, 6.0, 0.0), (&c, 7.0, 0.0)],
+            8192,
+        ));
+        cache.refresh(&file.0).unwrap();
+        assert_eq!(cached(&cache, &file.0)[2], (c.clone(), 7.0, 0.0));
+        // Same inode, other keys at the same places (an inode reused by a new file).
+        let other = [
+            (b.as_str(), 1.0, 0.0),
+            (&a, 2.0, 0.0),
+            (&c, 3.0, 0.0),
+            (&c, 4.0, 0.0),
+        ];
+        file.overwrite(&encode_file(&other, 8192));
+        cache.refresh(&file.0).unwrap();
+        assert_eq!(
+            cached(&cache, &file.0),
+            other.map(|(k, v, t)| (k.to_owned(), v, t))
+        );
+        // Shrunk, then replaced by a new file.
+        file.overwrite(&encode_file(&[(&c, 9.0, 0.0)], 64));
+        cache.refresh(&file.0).unwrap();
+        assert_eq!(cached(&cache, &file.0), [(c.clone(), 9.0, 0.0)]);
+        let replaced = [(a.as_str(), 1.0, 0.0), (&a, 1.5, 0.0), (&b, 2.0, 0.0)];
+        file.replace(&encode_file(&replaced, 4096));
+        cache.refresh(&file.0).unwrap();
+        assert_eq!(
+            cached(&cache, &file.0),
+            replaced.map(|(k, v, t)| (k.to_owned(), v, t))
+        );
+        // Deleted: forgotten; keys no file holds are dropped by `retain`.
+        std::fs::remove_file(&file.0).unwrap();
+        assert_eq!(cache.refresh(&file.0), Ok(false));
+        assert!(cache.entries(&file.0).is_none());
+        assert_eq!(cache.keys.len(), 3);
+        cache.retain(&[]);
+        assert!(cache.keys.is_empty());
+    }
+
+    #[test]
+    fn cache_reports_corruption_and_recovers() {
+        let file = TempFile::new("corrupt.db");
+        let a = key("m_sum", "");
+        let mut cache = FileCache::new();
+        file.overwrite(&encode_file(&[(&a, 1.0, 0.0)], 64));
+        cache.refresh(&file.0).unwrap();
+        let mut bytes = encode_file(&[(&a, 1.0, 0.0)], 64);
+        set_used(&mut bytes, 1000);
+        file.overwrite(&bytes);
+        assert!(cache
+            .refresh(&file.0)
+            .unwrap_err()
+            .message
+            .contains("truncated"));
+        assert!(cache.entries(&file.0).is_none());
+        file.overwrite(&encode_file(&[(&a, 2.0, 0.0)], 64));
+        cache.refresh(&file.0).unwrap();
+        assert_eq!(cached(&cache, &file.0), [(a, 2.0, 0.0)]);
+        let dir = file.0.parent().unwrap();
+        assert!(cache.refresh(dir).is_err(), "a directory is an error");
+    }
+}

@@ -1,0 +1,448 @@
+//! The writing side of multiprocess mode: this process's `.db` files, memory-mapped, with one
+//! 8-byte atomic value slot per entry (the timestamp slot follows it).
+//!
+//! The layout is prometheus_client's (`mmap_dict.py`), so its collector reads our files. Each
+//! file is mapped once with a large reserved length; growing the file (`ftruncate`, doubling as
+//! the reference does) never moves the mapping, so a slot's address stays valid for the life of
+//! the process and an update is one atomic operation on it. Entries are appended under the
+//! file's lock and published by storing the new `used` length last.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+
+use super::file::read_entries;
+use super::key::mmap_key;
+use crate::core::family::{Child, ChildValue};
+use crate::core::format::float_to_go_string;
+use crate::core::model::MetricType;
+use crate::core::observations::{MappedObservations, Observations};
+
+const INITIAL_SIZE: usize = 1 << 16;
+/// Address space reserved per file: 1 GiB, about ten million entries.
+const RESERVED: usize = 1 << 30;
+const HEADER: usize = 8;
+
+pub struct MappedFile {
+    base: *mut u8,
+    file: File,
+    index: Mutex<Index>,
+}
+
+// SAFETY: the mapping is shared memory accessed through atomics (slots, `used`) or under
+// `index`'s lock (appending entries); it is never unmapped.
+unsafe impl Send for MappedFile {}
+unsafe impl Sync for MappedFile {}
+
+struct Index {
+    capacity: usize,
+    used: usize,
+    /// Offset of each key's value slot.
+    positions: HashMap<String, usize>,
+}
+
+impl MappedFile {
+    /// Opens (or creates) a file; an existing one keeps its entries and values, as the
+    /// reference does when a pid comes back.
+    pub fn open(path: &Path) -> io::Result<MappedFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let length = file.metadata()?.len() as usize;
+        let existing = if length > 0 {
+            std::fs::read(path)?
+        } else {
+            Vec::new()
+        };
+        let capacity = length.max(INITIAL_SIZE);
+        if capacity > RESERVED {
+            return Err(io::Error::other("multiprocess file larger than 1 GiB"));
+        }
+        file.set_len(capacity as u64)?;
+        let base = map(&file)?;
+        let mapped = MappedFile {
+            base,
+            file,
+            index: Mutex::new(Index {
+                capacity,
+                used: HEADER,
+                positions: HashMap::new(),
+            }),
+        };
+        mapped.load(&existing)?;
+        Ok(mapped)
+    }
+
+    /// Takes over the entries of an existing file; a fresh one gets its header.
+    fn load(&self, existing: &[u8]) -> io::Result<()> {
+        let mut index = self.lock();
+        let used = existing
+            .get(..4)
+            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .unwrap_or(0);
+        if used > 0 {
+            let entries = read_entries(existing).map_err(|e| io::Error::other(e.message))?;
+            for entry in entries {
+                index.positions.insert(entry.key, entry.value_offset);
+            }
+            index.used = used as usize;
+        }
+        self.used_slot().store(index.used as u32, Ordering::Release);
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn used_slot(&self) -> &AtomicU32 {
+        // SAFETY: offset 0 of a mapping of at least INITIAL_SIZE bytes, 8-aligned.
+        unsafe { &*(self.base as *const AtomicU32) }
+    }
+
+    fn slot_at(&self, offset: usize) -> &'static AtomicU64 {
+        // SAFETY: offsets come from entries inside the file, 8-aligned; the mapping lives until
+        // the process ends.
+        unsafe { &*(self.base.add(offset) as *const AtomicU64) }
+    }
+
+    /// The value slot of `key`, appending the entry (value and timestamp 0.0) if it is new.
+    pub fn slot(&self, key: &str) -> io::Result<&'static AtomicU64> {
+        let mut index = self.lock();
+        if let Some(&offset) = index.positions.get(key) {
+            return Ok(self.slot_at(offset));
+        }
+        let entry = encode_entry(key, 0.0, 0.0);
+        let start = index.used;
+        let needed = start + entry.len();
+        if needed > index.capacity {
+            let mut capacity = index.capacity;
+            while needed > capacity {
+                capacity *= 2;
+            }
+            if capacity > RESERVED {
+                return Err(io::Error::other("multiprocess file would exceed 1 GiB"));
+            }
+            self.file.set_len(capacity as u64)?;
+            index.capacity = capacity;
+        }
+        // SAFETY: [start, needed) lies inside the file and the mapping; only this lock writes
+        // beyond `used`, and readers do not look there until `used` is published.
+        unsafe { std::ptr::copy_nonoverlapping(entry.as_ptr(), self.base.add(start), entry.len()) };
+        index.used = needed;
+        self.used_slot().store(needed as u32, Ordering::Release);
+        let offset = needed - 16;
+        index.positions.insert(key.to_string(), offset);
+        Ok(self.slot_at(offset))
+    }
+}
+
+/// `i32 length, key, spaces to an 8-byte boundary, f64 value, f64 timestamp`, native byte
+/// order.
+pub(super) fn encode_entry(key: &str, value: f64, timestamp: f64) -> Vec<u8> {
+    let key = key.as_bytes();
+    let padding = 8 - (key.len() + 4) % 8;
+    let mut entry = Vec::with_capacity(4 + key.len() + padding + 16);
+    entry.extend_from_slice(&(key.len() as i32).to_ne_bytes());
+    entry.extend_from_slice(key);
+    entry.resize(entry.len() + padding, b' ');
+    entry.extend_from_slice(&value.to_ne_bytes());
+    entry.extend_from_slice(&timestamp.to_ne_bytes());
+    entry
+}
+
+/// A whole file: header, entries, zeros up to the reference's capacity (64 KiB, doubled).
+pub(super) fn encode_file<'a>(entries: impl Iterator<Item = (&'a str, f64, f64)>) -> Vec<u8> {
+    let mut bytes = vec![0u8; HEADER];
+    for (key, value, timestamp) in entries {
+        bytes.extend_from_slice(&encode_entry(key, value, timestamp));
+    }
+    let used = bytes.len();
+    bytes[..4].copy_from_slice(&(used as i32).to_ne_bytes());
+    let mut capacity = INITIAL_SIZE;
+    while capacity < used {
+        capacity *= 2;
+    }
+    bytes.resize(capacity, 0);
+    bytes
+}
+
+fn map(file: &File) -> io::Result<*mut u8> {
+    // SAFETY: a shared mapping of our own file; pages beyond its end are never touched.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            RESERVED,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(base as *mut u8)
+}
+
+/// Which file of a process an entry lives in: `counter`, `gauge_livesum`, `histogram`, ...
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub directory: PathBuf,
+    pub prefix: String,
+}
+
+/// The files of the current process, and every live set of slots so that a forked child can
+/// point them at its own files.
+struct Files {
+    pid: u32,
+    open: HashMap<FileId, Arc<MappedFile>>,
+    slots: Vec<Weak<Slots>>,
+}
+
+fn files() -> MutexGuard<'static, Files> {
+    static FILES: OnceLock<Mutex<Files>> = OnceLock::new();
+    FILES
+        .get_or_init(|| {
+            Mutex::new(Files {
+                pid: std::process::id(),
+                open: HashMap::new(),
+                slots: Vec::new(),
+            })
+        })
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+impl Files {
+    fn file(&mut self, id: &FileId) -> io::Result<Arc<MappedFile>> {
+        if let Some(file) = self.open.get(id) {
+            return Ok(file.clone());
+        }
+        let path = id.directory.join(format!("{}_{}.db", id.prefix, self.pid));
+        let file = Arc::new(MappedFile::open(&path)?);
+        self.open.insert(id.clone(), file.clone());
+        Ok(file)
+    }
+
+    fn resolve(&mut self, id: &FileId, keys: &[String]) -> io::Result<Vec<&'static AtomicU64>> {
+        let file = self.file(id)?;
+        keys.iter().map(|key| file.slot(key)).collect()
+    }
+}
+
+/// The value slots of one child (a counter's total; a histogram's sum and buckets; ...), in
+/// one file. Each is a pointer so that a forked child can move it to its own file.
+pub struct Slots {
+    file: FileId,
+    keys: Box<[String]>,
+    pointers: Box<[AtomicPtr<AtomicU64>]>,
+}
+
+impl Slots {
+    /// Creates (or finds) the entries of `keys` in this process's file.
+    pub fn new(file: FileId, keys: Vec<String>) -> io::Result<Arc<Slots>> {
+        let mut files = files();
+        let resolved = files.resolve(&file, &keys)?;
+        let pointers = resolved
+            .into_iter()
+            .map(|slot| AtomicPtr::new(slot as *const AtomicU64 as *mut AtomicU64))
+            .collect();
+        let slots = Arc::new(Slots {
+            file,
+            keys: keys.into_boxed_slice(),
+            pointers,
+        });
+        if files.slots.len() >= 64 && files.slots.len().is_power_of_two() {
+            files.slots.retain(|s| s.strong_count() > 0);
+        }
+        files.slots.push(Arc::downgrade(&slots));
+        Ok(slots)
+    }
+
+    /// The value slot `i`.
+    #[inline]
+    pub fn value(&self, i: usize) -> &AtomicU64 {
+        // SAFETY: pointers always point into a live mapping (see `MappedFile::slot_at`).
+        unsafe { &*self.pointers[i].load(Ordering::Relaxed) }
+    }
+
+    /// The timestamp slot that follows value slot `i`.
+    #[inline]
+    pub fn timestamp(&self, i: usize) -> &AtomicU64 {
+        // SAFETY: every value slot is followed by its timestamp in the same entry.
+        unsafe { &*self.pointers[i].load(Ordering::Relaxed).add(1) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.pointers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pointers.is_empty()
+    }
+}
+
+/// How a metric stores its children in multiprocess mode: which file, and what goes into the
+/// entries' keys besides the labels.
+pub struct MappedSpec {
+    pub file: FileId,
+    pub metric_name: String,
+    pub help: String,
+    pub metric_type: MetricType,
+}
+
+impl MappedSpec {
+    /// `file_prefix` is `counter`, `histogram`, `summary` or `gauge_{mode}`.
+    pub fn new(
+        directory: PathBuf,
+        file_prefix: String,
+        metric_name: String,
+        help: String,
+        metric_type: MetricType,
+    ) -> MappedSpec {
+        MappedSpec {
+            file: FileId {
+                directory,
+                prefix: file_prefix,
+            },
+            metric_name,
+            help,
+            metric_type,
+        }
+    }
+
+    /// A child whose cells are entries of this process's file, created (at 0.0) in the
+    /// reference's order: a histogram's `_sum` then its buckets, a summary's `_count` then
+    /// `_sum`.
+    pub fn child(
+        &self,
+        labelnames: &[String],
+        labels: Vec<String>,
+        bounds: &[f64],
+        created: f64,
+    ) -> io::Result<Child> {
+        let name = self.metric_name.as_str();
+        let pairs = label_dict(labelnames, &labels);
+        let key = |suffix: &str| mmap_key(name, &format!("{name}{suffix}"), &pairs, &self.help);
+        let slots = |keys: Vec<String>| Slots::new(self.file.clone(), keys);
+        let value = match self.metric_type {
+            MetricType::Counter => ChildValue::MappedCounter(slots(vec![key("_total")])?),
+            MetricType::Gauge => ChildValue::MappedGauge(slots(vec![key("")])?),
+            MetricType::Summary => {
+                let cells = slots(vec![key("_count"), key("_sum")])?;
+                ChildValue::Summary(Box::new(Observations::Mapped(MappedObservations::new(
+                    cells,
+                    &[],
+                ))))
+            }
+            _ => {
+                let mut keys = vec![key("_sum")];
+                let bucket_name = format!("{name}_bucket");
+                for bound in bounds {
+                    let le = float_to_go_string(*bound);
+                    let mut with_le = pairs.clone();
+                    with_le.retain(|(k, _)| *k != "le");
+                    with_le.push(("le", le.as_str()));
+                    keys.push(mmap_key(name, &bucket_name, &with_le, &self.help));
+                }
+                let cells = slots(keys)?;
+                ChildValue::Histogram(Box::new(Observations::Mapped(MappedObservations::new(
+                    cells, bounds,
+                ))))
+            }
+        };
+        Ok(Child::new(labels, value, created))
+    }
+}
+
+/// `dict(zip(labelnames, labelvalues))`: a repeated name keeps its last value.
+fn label_dict<'a>(labelnames: &'a [String], labels: &'a [String]) -> Vec<(&'a str, &'a str)> {
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(labels.len());
+    for (name, value) in labelnames.iter().zip(labels) {
+        match pairs.iter_mut().find(|(n, _)| n == name) {
+            Some(pair) => pair.1 = value,
+            None => pairs.push((name, value)),
+        }
+    }
+    pairs
+}
+
+/// After `fork()`, in the child: this process writes its own files from now on, starting from
+/// zero as the reference's children do; the parent's files keep the parent's values. Runs
+/// while the child has one thread.
+pub fn after_fork_in_child() -> io::Result<()> {
+    let mut files = files();
+    files.pid = std::process::id();
+    files.open.clear();
+    let live: Vec<Arc<Slots>> = files.slots.iter().filter_map(Weak::upgrade).collect();
+    for slots in live {
+        for (pointer, slot) in slots
+            .pointers
+            .iter()
+            .zip(files.resolve(&slots.file, &slots.keys)?)
+        {
+            pointer.store(
+                slot as *const AtomicU64 as *mut AtomicU64,
+                Ordering::Relaxed,
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::cell::{add_f64, load_f64};
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fastprom-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn entries_have_the_reference_layout() {
+        let dir = temp_dir("layout");
+        let path = dir.join("counter_1.db");
+        let file = MappedFile::open(&path).unwrap();
+        add_f64(file.slot("abc").unwrap(), 2.5);
+        add_f64(file.slot("abcd").unwrap(), 1.0);
+        add_f64(file.slot("abc").unwrap(), 1.0);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), INITIAL_SIZE);
+        // entry 1: 4 + 3 + pad 1 + 16 = 24 bytes at 8; entry 2: 4 + 4 + pad 8 + 16 = 32 at 32.
+        assert_eq!(i32::from_ne_bytes(bytes[0..4].try_into().unwrap()), 64);
+        assert_eq!(&bytes[8..16], b"\x03\0\0\0abc ");
+        assert_eq!(f64::from_ne_bytes(bytes[16..24].try_into().unwrap()), 3.5);
+        assert_eq!(&bytes[32..48], b"\x04\0\0\0abcd        ");
+        let entries = read_entries(&bytes).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!((entries[1].key.as_str(), entries[1].value), ("abcd", 1.0));
+    }
+
+    #[test]
+    fn files_grow_by_doubling_and_slots_stay_put() {
+        let dir = temp_dir("grow");
+        let path = dir.join("counter_2.db");
+        let file = MappedFile::open(&path).unwrap();
+        let first = file.slot("first").unwrap();
+        for i in 0..5000 {
+            add_f64(file.slot(&format!("key-{i:05}")).unwrap(), i as f64);
+        }
+        add_f64(first, 7.0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 18);
+        let reopened = MappedFile::open(&path).unwrap();
+        assert_eq!(load_f64(reopened.slot("first").unwrap()), 7.0);
+        assert_eq!(load_f64(reopened.slot("key-04999").unwrap()), 4999.0);
+    }
+}

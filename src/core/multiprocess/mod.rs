@@ -1,0 +1,7 @@
+//! Multiprocess mode (`values.MultiProcessValue`, `mmap_dict`, `multiprocess`) in plain Rust.
+
+pub mod compact;
+pub mod file;
+pub mod key;
+pub mod mapped;
+pub mod merge;

@@ -1,0 +1,140 @@
+//! The storage of a histogram or summary child: lock-free hot/cold cells in process memory, or
+//! one slot per sample in this process's multiprocess file.
+
+use std::sync::Arc;
+
+use super::cell::{add_f64, load_f64, store_f64};
+use super::hotcold::{bucket_index, HotCold, Snapshot};
+use super::multiprocess::mapped::Slots;
+
+pub enum Observations {
+    Local(HotCold),
+    Mapped(MappedObservations),
+}
+
+/// Multiprocess storage in the reference's order of entries: a histogram's `_sum` then its
+/// buckets (per-bucket counts, not cumulative); a summary's `_count` then `_sum`.
+pub struct MappedObservations {
+    slots: Arc<Slots>,
+    bounds: Box<[f64]>,
+}
+
+impl MappedObservations {
+    pub fn new(slots: Arc<Slots>, bounds: &[f64]) -> MappedObservations {
+        MappedObservations {
+            slots,
+            bounds: bounds.into(),
+        }
+    }
+
+    fn is_histogram(&self) -> bool {
+        !self.bounds.is_empty()
+    }
+
+    fn sum_slot(&self) -> usize {
+        if self.is_histogram() {
+            0
+        } else {
+            1
+        }
+    }
+
+    fn observe(&self, v: f64) {
+        if self.is_histogram() {
+            if let Some(i) = bucket_index(&self.bounds, v) {
+                add_f64(self.slots.value(1 + i), 1.0);
+            }
+        } else {
+            add_f64(self.slots.value(0), 1.0);
+        }
+        add_f64(self.slots.value(self.sum_slot()), v);
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let buckets: Vec<u64> = (0..self.bounds.len())
+            .map(|i| load_f64(self.slots.value(1 + i)).max(0.0) as u64)
+            .collect();
+        let observations = if self.is_histogram() {
+            buckets.iter().sum()
+        } else {
+            load_f64(self.slots.value(0)).max(0.0) as u64
+        };
+        Snapshot {
+            observations,
+            sum: load_f64(self.slots.value(self.sum_slot())),
+            buckets,
+        }
+    }
+}
+
+impl Observations {
+    pub fn local(bounds: &[f64]) -> Observations {
+        Observations::Local(HotCold::new(bounds))
+    }
+
+    pub fn bounds(&self) -> &[f64] {
+        match self {
+            Observations::Local(h) => h.bounds(),
+            Observations::Mapped(m) => &m.bounds,
+        }
+    }
+
+    #[inline]
+    pub fn bucket_index(&self, v: f64) -> Option<usize> {
+        bucket_index(self.bounds(), v)
+    }
+
+    #[inline]
+    pub fn observe(&self, v: f64) {
+        match self {
+            Observations::Local(h) => h.observe(v),
+            Observations::Mapped(m) => m.observe(v),
+        }
+    }
+
+    pub fn observe_many<T: Copy + Into<f64>>(&self, values: &[T]) {
+        match self {
+            Observations::Local(h) => h.observe_many(values),
+            Observations::Mapped(m) => values.iter().for_each(|v| m.observe((*v).into())),
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        match self {
+            Observations::Local(h) => h.snapshot(),
+            Observations::Mapped(m) => m.snapshot(),
+        }
+    }
+
+    pub fn add_to_sum(&self, v: f64) {
+        match self {
+            Observations::Local(h) => h.add_to_sum(v),
+            Observations::Mapped(m) => add_f64(m.slots.value(m.sum_slot()), v),
+        }
+    }
+
+    pub fn add_to_bucket(&self, bucket: usize, n: u64) {
+        match self {
+            Observations::Local(h) => h.add_to_bucket(bucket, n),
+            Observations::Mapped(m) => add_f64(m.slots.value(1 + bucket), n as f64),
+        }
+    }
+
+    /// Observations that add nothing to the sum or buckets (`_count.inc()`); a mapped
+    /// histogram has no count of its own (it is the bucket total), as in the reference.
+    pub fn add_observations(&self, n: u64) {
+        match self {
+            Observations::Local(h) => h.add_observations(n),
+            Observations::Mapped(m) if !m.is_histogram() => add_f64(m.slots.value(0), n as f64),
+            Observations::Mapped(_) => {}
+        }
+    }
+
+    pub fn set_part(&self, bucket: Option<usize>, v: f64) {
+        match (self, bucket) {
+            (Observations::Local(h), _) => h.set_part(bucket, v),
+            (Observations::Mapped(m), None) => store_f64(m.slots.value(m.sum_slot()), v),
+            (Observations::Mapped(m), Some(i)) => store_f64(m.slots.value(1 + i), v),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Multiprocess mode's bindings: the fork hook, the collector's reader, compaction and the
+//! directory lock.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use pyo3::exceptions::PyOSError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use super::python;
+use crate::core::model::OwnedFamily;
+use crate::core::multiprocess::compact::{compact, DirectoryLock};
+use crate::core::multiprocess::file::FileCache;
+use crate::core::multiprocess::mapped;
+use crate::core::multiprocess::merge::{merge, sorted_for_render, Merged};
+
+fn os_error(e: std::io::Error) -> PyErr {
+    PyOSError::new_err(format!("multiprocess file: {e}"))
+}
+
+/// `os.register_at_fork(after_in_child=...)`: the child's metrics move to its own files.
+#[pyfunction]
+pub fn multiprocess_after_fork() -> PyResult<()> {
+    mapped::after_fork_in_child().map_err(os_error)
+}
+
+/// Folds dead processes' files into the archives (all dead ones when `pids` is None).
+#[pyfunction]
+#[pyo3(signature = (path, pids = None))]
+pub fn compact_directory(py: Python<'_>, path: PathBuf, pids: Option<Vec<u32>>) -> PyResult<usize> {
+    py.detach(|| compact(&path, pids.as_deref()))
+        .map_err(os_error)
+}
+
+/// A shared lock on a multiprocess directory, held while a collector reads it.
+#[pyclass(frozen, module = "fastprom._native")]
+pub struct SharedDirectoryLock {
+    path: PathBuf,
+    lock: Mutex<Option<DirectoryLock>>,
+}
+
+#[pymethods]
+impl SharedDirectoryLock {
+    #[new]
+    fn new(path: PathBuf) -> SharedDirectoryLock {
+        SharedDirectoryLock {
+            path,
+            lock: Mutex::new(None),
+        }
+    }
+
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        let lock = slf
+            .py()
+            .detach(|| DirectoryLock::shared(&this.path))
+            .map_err(os_error)?;
+        *this.lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
+        Ok(())
+    }
+
+    fn __exit__(
+        &self,
+        _kind: &Bound<'_, PyAny>,
+        _value: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// Reads and merges multiprocess files, remembering the keys of the entries it has seen.
+#[pyclass(frozen, module = "fastprom._native")]
+pub struct MultiProcessReader {
+    cache: Mutex<FileCache>,
+}
+
+/// Merged families for the exposition writers: rendered without building Python objects.
+#[pyclass(frozen, module = "fastprom._native")]
+pub struct MergedFamilies {
+    families: Mutex<Vec<OwnedFamily>>,
+}
+
+impl MergedFamilies {
+    pub fn take(&self) -> Vec<OwnedFamily> {
+        std::mem::take(&mut *self.families.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+type Skipped = Vec<(String, String)>;
+
+#[pymethods]
+impl MultiProcessReader {
+    #[new]
+    fn new() -> MultiProcessReader {
+        MultiProcessReader {
+            cache: Mutex::new(FileCache::default()),
+        }
+    }
+
+    /// `(metrics, skipped)`: the merged `Metric` objects, and `(path, reason)` of each file
+    /// that could not be read.
+    fn merge<'py>(
+        &self,
+        py: Python<'py>,
+        files: Vec<PathBuf>,
+        accumulate: bool,
+    ) -> PyResult<(Bound<'py, PyList>, Skipped)> {
+        let merged = self.read(py, &files, accumulate);
+        let metrics = PyList::empty(py);
+        for family in &merged.families {
+            metrics.append(to_metric(py, family)?)?;
+        }
+        Ok((metrics, skipped(merged)))
+    }
+
+    /// `(families, skipped)` with families ready for the native writers.
+    fn families(&self, py: Python<'_>, files: Vec<PathBuf>) -> PyResult<(MergedFamilies, Skipped)> {
+        let mut merged = self.read(py, &files, true);
+        let mut families = std::mem::take(&mut merged.families);
+        sorted_for_render(&mut families);
+        let families = MergedFamilies {
+            families: Mutex::new(families),
+        };
+        Ok((families, skipped(merged)))
+    }
+}
+
+impl MultiProcessReader {
+    fn read(&self, py: Python<'_>, files: &[PathBuf], accumulate: bool) -> Merged {
+        py.detach(|| {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            merge(files, accumulate, &mut cache)
+        })
+    }
+}
+
+fn skipped(merged: Merged) -> Skipped {
+    merged
+        .warnings
+        .into_iter()
+        .map(|(path, reason)| (path.display().to_string(), reason))
+        .collect()
+}
+
+/// `Metric(name, documentation, type)` with `Sample(name, labels, value)`s.
+fn to_metric<'py>(py: Python<'py>, family: &OwnedFamily) -> PyResult<Bound<'py, PyAny>> {
+    let metric = py
+        .import(intern!(py, "fastprom.metrics_core"))?
+        .getattr(intern!(py, "Metric"))?
+        .call1((
+            family.name.as_str(),
+            family.documentation.as_str(),
+            family.metric_type.as_str(),
+        ))?;
+    let samples = PyList::empty(py);
+    for s in &family.samples {
+        let labels = PyDict::new(py);
+        for (k, v) in &s.labels {
+            labels.set_item(k, v)?;
+        }
+        samples.append(python::sample(
+            py,
+            &s.name,
+            labels,
+            s.value.unwrap_or(0.0),
+            None,
+        )?)?;
+    }
+    metric.setattr(intern!(py, "samples"), samples)?;
+    Ok(metric)
+}
