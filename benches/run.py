@@ -252,6 +252,12 @@ CASES: List[Case] = [
     Case('observe_many_10k_numpy', 'observe_many(numpy 10k) vs observe loop', 50, 'many', param='numpy'),
     Case('scrape_gil', 'thread speed while scraping 100k series', 80, 'gil'),
     Case('http_gil', 'thread speed while a client scrapes 10k series over HTTP', 90, 'http_gil'),
+    Case('mp_counter_inc', 'multiprocess Counter.inc()', 30, 'mp'),
+    Case('mp_gauge_set', 'multiprocess Gauge.set(3.7)', 30, 'mp'),
+    Case('mp_histogram_observe', 'multiprocess Histogram.observe(0.3)', 30, 'mp'),
+    Case('mp_labels_inc', 'multiprocess labels(...).inc()', 15, 'mp'),
+    Case('mp_scrape_16x1k', 'multiprocess scrape, 16 processes x 1k series', 20, 'mp'),
+    Case('mp_scrape_dead', 'multiprocess scrape with 1000 dead processes (compacted) vs none', 1.5, 'mp'),
 ]
 
 
@@ -534,6 +540,24 @@ def run_http_gil(case: Case, cfg: Config) -> dict:
 
 
 _PARSE_ROWS: Dict[str, dict] = {}
+_MP_ROWS: Dict[str, dict] = {}
+
+
+def run_mp(case: Case, cfg: Config) -> dict:
+    """The multiprocess rows, measured by benches/multiprocess.py in a process of its own
+    (all of them at the first)."""
+    if not _MP_ROWS:
+        sys.path.insert(0, str(HERE))
+        import multiprocess as mp_bench
+        _MP_ROWS.update((r['id'], r) for r in mp_bench.run(quick=cfg is QUICK))
+    r = _MP_ROWS[case.id]
+    samples = {REF.name: r['samples']['prometheus_client'], FP.name: r['samples']['fastprom']}
+    unit = 'ms' if case.id.startswith('mp_scrape') else 'ns'
+    if r['unit'] == 'ratio':
+        result = row(case, unit, r['ref'], r['fast'], speedup=None, notes=r['notes'], samples=samples)
+        result.update(goal_type='ratio', ratio=r['ratio'])
+        return result
+    return row(case, unit, r['ref'], r['fast'], samples=samples)
 
 
 def run_parse(case: Case, cfg: Config) -> dict:
@@ -550,7 +574,7 @@ def run_parse(case: Case, cfg: Config) -> dict:
 
 
 RUNNERS = {'parse': run_parse, 'micro': run_micro, 'create': run_create, 'scrape': run_scrape, 'lookup': run_lookup,
-           'memory': run_memory, 'many': run_many, 'gil': run_gil, 'http_gil': run_http_gil}
+           'memory': run_memory, 'many': run_many, 'gil': run_gil, 'http_gil': run_http_gil, 'mp': run_mp}
 
 
 # --------------------------------------------------------------------------

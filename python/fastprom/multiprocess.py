@@ -36,7 +36,7 @@ class MultiProcessCollector:
             raise ValueError('env PROMETHEUS_MULTIPROC_DIR is not set or not a directory')
         self._path = path
         # Remembers the keys of entries already read: files only grow.
-        self._reader = _native.MultiProcessReader()
+        self._reader = _native.MultiProcessReader(os.path.abspath(path))
         if registry:
             registry.register(self)
 

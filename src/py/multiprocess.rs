@@ -1,8 +1,9 @@
 //! Multiprocess mode's bindings: the fork hook, the collector's reader, compaction and the
 //! directory lock.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::exceptions::PyOSError;
 use pyo3::intern;
@@ -74,7 +75,16 @@ impl SharedDirectoryLock {
 /// Reads and merges multiprocess files, remembering the keys of the entries it has seen.
 #[pyclass(frozen, module = "fastprom._native")]
 pub struct MultiProcessReader {
-    cache: Mutex<FileCache>,
+    cache: Arc<Mutex<FileCache>>,
+}
+
+/// The cache of a directory, shared by every reader of it: BentoML, for one, makes a new
+/// collector for every scrape.
+fn directory_cache(directory: PathBuf) -> Arc<Mutex<FileCache>> {
+    static CACHES: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<FileCache>>>>> = OnceLock::new();
+    let caches = CACHES.get_or_init(Default::default);
+    let mut caches = caches.lock().unwrap_or_else(|e| e.into_inner());
+    caches.entry(directory).or_default().clone()
 }
 
 /// Merged families for the exposition writers: rendered without building Python objects.
@@ -93,11 +103,15 @@ type Skipped = Vec<(String, String)>;
 
 #[pymethods]
 impl MultiProcessReader {
+    /// A reader of `directory` shares its cache; without one, the reader has its own.
     #[new]
-    fn new() -> MultiProcessReader {
-        MultiProcessReader {
-            cache: Mutex::new(FileCache::default()),
-        }
+    #[pyo3(signature = (directory = None))]
+    fn new(directory: Option<PathBuf>) -> MultiProcessReader {
+        let cache = match directory {
+            Some(directory) => directory_cache(directory),
+            None => Arc::default(),
+        };
+        MultiProcessReader { cache }
     }
 
     /// `(metrics, skipped)`: the merged `Metric` objects, and `(path, reason)` of each file

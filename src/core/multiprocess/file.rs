@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,7 +17,6 @@ use super::key::{parse_key, Key};
 pub const HEADER_LEN: usize = 8;
 
 /// What the reference reads first (`mmap.PAGESIZE`); most files fit in it.
-const FIRST_READ: u64 = 4096;
 
 /// One entry of a file.
 #[derive(Clone, Debug, PartialEq)]
@@ -190,19 +189,6 @@ impl<'a> Iterator for Entries<'a> {
     }
 }
 
-/// Reads what the reference reads: the first page, then the rest of the used bytes if any.
-fn read_used_bytes(file: &mut File, buf: &mut Vec<u8>) -> io::Result<()> {
-    buf.clear();
-    file.by_ref().take(FIRST_READ).read_to_end(buf)?;
-    if let Some(used) = read_i32(buf, 0) {
-        let missing = usize::try_from(used).unwrap_or(0).saturating_sub(buf.len());
-        if missing > 0 {
-            file.take(missing as u64).read_to_end(buf)?;
-        }
-    }
-    Ok(())
-}
-
 /// A key as the collector uses it: parsed once, shared by every file that holds it.
 #[derive(Debug)]
 pub struct CachedKey {
@@ -221,33 +207,127 @@ pub struct CachedEntry {
     pub timestamp: f64,
 }
 
+/// A file kept open and mapped between scrapes. While it is open its inode cannot be reused,
+/// so a path that still names the same (device, inode) names this very file: its entries stay
+/// where they were, and only the tail written since is parsed.
 struct CachedFile {
-    identity: Option<(u64, u64)>,
+    identity: (u64, u64),
+    file: File,
+    map: Mapping,
     used: usize,
     entries: Vec<CachedEntry>,
 }
 
+/// A read-only shared mapping of a file's first `len` bytes (none for an empty file).
+struct Mapping {
+    base: *const u8,
+    len: usize,
+}
+
+// SAFETY: a read-only mapping, only read through `bytes` and `value`.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    fn new(file: &File, len: usize) -> io::Result<Mapping> {
+        if len == 0 {
+            return Ok(Mapping {
+                base: std::ptr::null(),
+                len: 0,
+            });
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: a private read-only view of `len` bytes of an open file.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            base: base as *const u8,
+            len,
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `len` mapped bytes; files only grow (checked before each read).
+        unsafe { std::slice::from_raw_parts(self.base, self.len) }
+    }
+
+    /// Value and timestamp at `offset`, read atomically: the writer updates them in place.
+    fn value(&self, offset: usize) -> Option<(f64, f64)> {
+        if offset % 8 != 0 || offset + 16 > self.len {
+            return None;
+        }
+        // SAFETY: aligned, inside the mapping.
+        let slot = |at: usize| unsafe {
+            let cell = &*(self.base.add(at) as *const std::sync::atomic::AtomicU64);
+            f64::from_bits(cell.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        Some((slot(offset), slot(offset + 8)))
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmapping our own mapping once.
+            unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
+        }
+    }
+}
+
 impl CachedFile {
-    /// Whether the entries remembered are still the start of the file now in `bytes`.
-    fn still_valid(&self, identity: Option<(u64, u64)>, used: usize, bytes: &[u8]) -> bool {
-        // An inode number can be reused by a new file of the same name, so also check that the
-        // keys are still where they were (a byte comparison, much cheaper than parsing).
-        self.identity.is_some()
-            && self.identity == identity
-            && self.used <= used
-            && self.entries.iter().all(|e| key_is_at(bytes, e))
+    fn open(path: &Path, identity: (u64, u64)) -> io::Result<CachedFile> {
+        let file = File::open(path)?;
+        Ok(CachedFile {
+            identity,
+            map: Mapping::new(&file, 0)?,
+            file,
+            used: HEADER_LEN,
+            entries: Vec::new(),
+        })
+    }
+
+    /// Maps the whole file again when it grew past the mapping; a file that shrank is an error
+    /// (reading the old mapping's end would fault).
+    fn follow_growth(&mut self) -> Result<(), FileError> {
+        let size = self.file.metadata()?.len() as usize;
+        if size < self.map.len {
+            return Err(FileError::new("File shrank while it was being read."));
+        }
+        let used = read_i32(self.map.bytes(), 0).map_or(0, |u| u.max(0) as usize);
+        if self.map.len == 0 || used > self.map.len {
+            self.map = Mapping::new(&self.file, size)?;
+        }
+        Ok(())
     }
 }
 
 /// Per-path memory of parsed keys across scrapes. Writers only append entries and never move
-/// them, so a file whose identity is unchanged and whose `used` did not shrink needs only its new
-/// tail parsed; values are re-read every time.
+/// them, so a file whose identity is unchanged needs only its new tail parsed; values are
+/// re-read every time.
 #[derive(Default)]
 pub struct FileCache {
     files: HashMap<PathBuf, CachedFile>,
+    /// Entries of the files read beyond `MAX_OPEN_FILES`, kept until the next `retain`.
+    uncached: HashMap<PathBuf, Vec<CachedEntry>>,
     keys: HashMap<Box<str>, Arc<CachedKey>>,
-    buf: Vec<u8>,
 }
+
+/// Files kept open between scrapes; beyond that (thousands of dead processes never compacted)
+/// files are read afresh each time rather than run out of descriptors.
+const MAX_OPEN_FILES: usize = 256;
 
 impl FileCache {
     pub fn new() -> FileCache {
@@ -258,43 +338,59 @@ impl FileCache {
     /// on any error the file is forgotten.
     pub fn refresh(&mut self, path: &Path) -> Result<bool, FileError> {
         let cached = self.files.remove(path);
-        let mut file = match File::open(path) {
-            Ok(file) => file,
+        let identity = match std::fs::metadata(path) {
+            Ok(meta) => file_identity(&meta),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e.into()),
         };
-        let identity = file_identity(&file.metadata()?);
-        read_used_bytes(&mut file, &mut self.buf)?;
-        let used = used_len(&self.buf)?;
-        let (mut entries, from) = match cached {
-            Some(c) if c.still_valid(identity, used, &self.buf) => (c.entries, c.used),
-            _ => (Vec::new(), HEADER_LEN),
+        let mut file = match cached {
+            Some(c) if c.identity == identity => c,
+            _ => match CachedFile::open(path, identity) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                opened => opened?,
+            },
         };
-        for entry in &mut entries {
-            (entry.value, entry.timestamp) = read_value(&self.buf, entry.value_offset)
+        file.follow_growth()?;
+        let bytes = file.map.bytes();
+        let used = used_len(bytes)?;
+        if used < file.used {
+            return Err(FileError::new("File is corrupted: its used length shrank."));
+        }
+        for entry in &mut file.entries {
+            (entry.value, entry.timestamp) = file
+                .map
+                .value(entry.value_offset)
                 .ok_or_else(|| FileError::new("Entry out of range."))?;
         }
-        for raw in entries_between(&self.buf, from, used) {
-            entries.push(cached_entry(&mut self.keys, raw?)?);
+        for raw in entries_between(bytes, file.used, used) {
+            let mut entry = cached_entry(&mut self.keys, raw?)?;
+            if let Some((value, timestamp)) = file.map.value(entry.value_offset) {
+                (entry.value, entry.timestamp) = (value, timestamp);
+            }
+            file.entries.push(entry);
         }
-        let file = CachedFile {
-            identity,
-            used,
-            entries,
-        };
-        self.files.insert(path.to_path_buf(), file);
+        file.used = used;
+        if self.files.len() < MAX_OPEN_FILES {
+            self.files.insert(path.to_path_buf(), file);
+        } else {
+            self.uncached.insert(path.to_path_buf(), file.entries);
+        }
         Ok(true)
     }
 
     /// The entries of a file read by the last successful `refresh`.
     pub fn entries(&self, path: &Path) -> Option<&[CachedEntry]> {
-        self.files.get(path).map(|f| f.entries.as_slice())
+        match self.files.get(path) {
+            Some(f) => Some(f.entries.as_slice()),
+            None => self.uncached.get(path).map(Vec::as_slice),
+        }
     }
 
     /// Forgets files not in `paths`, and keys no remembered file holds.
     pub fn retain(&mut self, paths: &[PathBuf]) {
         let keep: HashSet<&PathBuf> = paths.iter().collect();
         self.files.retain(|p, _| keep.contains(p));
+        self.uncached.clear();
         self.keys.retain(|_, k| Arc::strong_count(k) > 1);
     }
 }
@@ -332,23 +428,9 @@ fn parse_sorted_key(text: &str) -> Option<Key> {
     Some(key)
 }
 
-/// Whether the entry's length and key are still in `bytes` where they were read.
-fn key_is_at(bytes: &[u8], entry: &CachedEntry) -> bool {
-    let text = entry.key.text.as_bytes();
-    let start = entry_start(entry.value_offset, text.len());
-    read_i32(bytes, start) == i32::try_from(text.len()).ok()
-        && bytes.get(start + 4..start + 4 + text.len()) == Some(text)
-}
-
-#[cfg(unix)]
-fn file_identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
-    Some((meta.dev(), meta.ino()))
-}
-
-#[cfg(not(unix))]
-fn file_identity(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
-    None
+    (meta.dev(), meta.ino())
 }
 
 /// The bytes `MmapedDict` writes for `entries`, in a file of `capacity` bytes.
@@ -611,23 +693,12 @@ for key, value, ts, pos in MmapedDict.read_all_values_from_file(path):
         ));
         cache.refresh(&file.0).unwrap();
         assert_eq!(cached(&cache, &file.0)[2], (c.clone(), 7.0, 0.0));
-        // Same inode, other keys at the same places (an inode reused by a new file).
-        let other = [
-            (b.as_str(), 1.0, 0.0),
-            (&a, 2.0, 0.0),
-            (&c, 3.0, 0.0),
-            (&c, 4.0, 0.0),
-        ];
-        file.overwrite(&encode_file(&other, 8192));
-        cache.refresh(&file.0).unwrap();
-        assert_eq!(
-            cached(&cache, &file.0),
-            other.map(|(k, v, t)| (k.to_owned(), v, t))
-        );
-        // Shrunk, then replaced by a new file.
+        // Shrunk in place (no writer does that): an error once, then read afresh.
         file.overwrite(&encode_file(&[(&c, 9.0, 0.0)], 64));
+        assert!(cache.refresh(&file.0).is_err());
         cache.refresh(&file.0).unwrap();
         assert_eq!(cached(&cache, &file.0), [(c.clone(), 9.0, 0.0)]);
+        // Replaced by a new file (a new inode: the cache holds the old one open).
         let replaced = [(a.as_str(), 1.0, 0.0), (&a, 1.5, 0.0), (&b, 2.0, 0.0)];
         file.replace(&encode_file(&replaced, 4096));
         cache.refresh(&file.0).unwrap();

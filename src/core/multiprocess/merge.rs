@@ -1,14 +1,52 @@
 //! `MultiProcessCollector.merge`: `_read_metrics` then `_accumulate_metrics`.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
+use super::file::CachedKey;
 pub use super::file::FileCache;
 use crate::core::format::float_to_go_string;
 use crate::core::model::{MetricType, OwnedFamily, OwnedSample};
 use crate::core::parse::py_float;
+use std::sync::Arc;
+
+/// FxHash (rustc's hasher): the merge hashes many short keys, where SipHash dominated.
+#[derive(Default, Clone, Copy)]
+struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_ne_bytes(chunk.try_into().unwrap_or_default()));
+        }
+        for byte in chunks.remainder() {
+            self.add(u64::from(*byte));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type Fast = BuildHasherDefault<FastHasher>;
+type FastMap<K, V> = HashMap<K, V, Fast>;
+type FastIndexMap<K, V> = IndexMap<K, V, Fast>;
 
 /// The merged families, and the files skipped with the reason.
 #[derive(Debug, Default)]
@@ -22,6 +60,7 @@ pub struct Merged {
 pub fn merge(files: &[PathBuf], accumulate: bool, cache: &mut FileCache) -> Merged {
     let mut warnings = Vec::new();
     let mut readable = Vec::with_capacity(files.len());
+    cache.retain(files);
     for path in files {
         let name = match FileName::parse(path) {
             Ok(name) => name,
@@ -36,7 +75,6 @@ pub fn merge(files: &[PathBuf], accumulate: bool, cache: &mut FileCache) -> Merg
             Err(e) => warnings.push((path.clone(), e.message)),
         }
     }
-    cache.retain(files);
     let metrics = read_metrics(&readable, cache, &mut warnings);
     let families = metrics
         .into_values()
@@ -121,51 +159,80 @@ fn read_metrics<'a>(
     files: &[(&'a Path, FileName<'a>)],
     cache: &'a FileCache,
     warnings: &mut Vec<(PathBuf, String)>,
-) -> IndexMap<&'a str, MetricData<'a>> {
-    let mut metrics: IndexMap<&str, MetricData> = IndexMap::new();
+) -> FastIndexMap<&'a str, MetricData<'a>> {
+    let mut metrics: FastIndexMap<&str, MetricData> = FastIndexMap::default();
+    // A key seen again in another file of a metric that is not a gauge adds to the sample it
+    // made the first time (keys are shared between files, so found by pointer): the generic
+    // merge then sees each distinct key once, not once per process.
+    let mut summed: FastMap<*const CachedKey, (usize, usize)> = FastMap::default();
     for (path, file_name) in files {
         for entry in cache.entries(path).unwrap_or_default() {
-            let key = &entry.key.key;
-            let metric = metrics
-                .entry(key.metric_name.as_str())
-                .or_insert_with(|| MetricData {
-                    name: &key.metric_name,
-                    help: &key.help,
-                    metric_type: file_name.metric_type,
-                    gauge_mode: "",
-                    samples: Vec::new(),
-                });
-            let mut labels: Labels = key
-                .labels
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
-            if let Some((mode, pid)) = file_name.gauge {
-                metric.gauge_mode = mode;
-                labels.push(("pid", pid));
-            }
-            let mut bucket = None;
-            if metric.metric_type == MetricType::Histogram {
-                if let Some((_, le)) = labels.iter().find(|(n, _)| *n == "le") {
-                    let Some(bound) = py_float(le.as_bytes()) else {
-                        let message =
-                            format!("Skipped {}: le={le:?} is not a float.", key.sample_name);
-                        warnings.push((path.to_path_buf(), message));
-                        continue;
-                    };
-                    bucket = Some(bound);
+            let key: &'a CachedKey = &entry.key;
+            if file_name.gauge.is_none() {
+                if let Some(&(m, s)) = summed.get(&Arc::as_ptr(&entry.key)) {
+                    metrics[m].samples[s].value += entry.value;
+                    continue;
                 }
             }
-            metric.samples.push(RawSample {
-                name: &key.sample_name,
-                labels,
-                value: entry.value,
-                timestamp: entry.timestamp,
-                bucket,
+            let slot = metrics.entry(key.key.metric_name.as_str());
+            let index = slot.index();
+            let metric = slot.or_insert_with(|| MetricData {
+                name: &key.key.metric_name,
+                help: &key.key.help,
+                metric_type: file_name.metric_type,
+                gauge_mode: "",
+                samples: Vec::new(),
             });
+            let pid = file_name.gauge.map(|(_, pid)| pid);
+            if let Some((mode, _)) = file_name.gauge {
+                metric.gauge_mode = mode;
+            }
+            let summable = pid.is_none() && metric.metric_type != MetricType::Gauge;
+            match raw_sample(metric, key, pid, entry.value, entry.timestamp) {
+                Ok(sample) => {
+                    if summable {
+                        summed.insert(Arc::as_ptr(&entry.key), (index, metric.samples.len()));
+                    }
+                    metric.samples.push(sample);
+                }
+                Err(message) => warnings.push((path.to_path_buf(), message)),
+            }
         }
     }
     metrics
+}
+
+/// A sample as `_read_metrics` adds it: a gauge's labels get the file's `pid`; a histogram's
+/// `le` is read as a float (an error when it is not one).
+fn raw_sample<'a>(
+    metric: &MetricData<'a>,
+    key: &'a CachedKey,
+    pid: Option<&'a str>,
+    value: f64,
+    timestamp: f64,
+) -> Result<RawSample<'a>, String> {
+    let key = &key.key;
+    let mut labels: Labels = key
+        .labels
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    labels.extend(pid.map(|pid| ("pid", pid)));
+    let mut bucket = None;
+    if metric.metric_type == MetricType::Histogram {
+        if let Some((_, le)) = labels.iter().find(|(n, _)| *n == "le") {
+            let bound = py_float(le.as_bytes())
+                .ok_or_else(|| format!("Skipped {}: le={le:?} is not a float.", key.sample_name))?;
+            bucket = Some(bound);
+        }
+    }
+    Ok(RawSample {
+        name: &key.sample_name,
+        labels,
+        value,
+        timestamp,
+        bucket,
+    })
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -199,7 +266,7 @@ struct SampleKey<'a> {
 }
 
 /// Output samples grouped by label set, both in first-insertion order.
-type Groups<'a> = IndexMap<Labels<'a>, IndexMap<SampleKey<'a>, f64>>;
+type Groups<'a> = FastIndexMap<Labels<'a>, FastIndexMap<SampleKey<'a>, f64>>;
 
 fn accumulate_metric(metric: MetricData<'_>, accumulate: bool) -> OwnedFamily {
     let bucket_name = format!("{}_bucket", metric.name);
@@ -208,10 +275,10 @@ fn accumulate_metric(metric: MetricData<'_>, accumulate: bool) -> OwnedFamily {
         MetricType::Gauge => Some(GaugeMode::parse(metric.gauge_mode)),
         _ => None,
     };
-    let mut groups: Groups = IndexMap::new();
-    let mut timestamps: HashMap<SampleKey, f64> = HashMap::new();
+    let mut groups: Groups = FastIndexMap::default();
+    let mut timestamps: FastMap<SampleKey, f64> = FastMap::default();
     // Per label set without `le`: (bound, value), bounds compared with `==` as dict keys are.
-    let mut buckets: IndexMap<Labels, Vec<(f64, f64)>> = IndexMap::new();
+    let mut buckets: FastIndexMap<Labels, Vec<(f64, f64)>> = FastIndexMap::default();
     for sample in metric.samples {
         let mut labels = sample.labels;
         if mode.is_some_and(|m| m != GaugeMode::All) {
@@ -283,7 +350,7 @@ fn accumulate_metric(metric: MetricData<'_>, accumulate: bool) -> OwnedFamily {
 /// Buckets ascending by bound, cumulative when `accumulate` (then followed by `_count`).
 fn add_buckets<'a>(
     groups: &mut Groups<'a>,
-    buckets: IndexMap<Labels<'a>, Vec<(f64, f64)>>,
+    buckets: FastIndexMap<Labels<'a>, Vec<(f64, f64)>>,
     bucket_name: &'a str,
     count_name: &'a str,
     accumulate: bool,
