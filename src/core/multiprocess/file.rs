@@ -16,8 +16,6 @@ use super::key::{parse_key, Key};
 /// Where the first entry starts.
 pub const HEADER_LEN: usize = 8;
 
-/// What the reference reads first (`mmap.PAGESIZE`); most files fit in it.
-
 /// One entry of a file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RawEntry {
@@ -266,7 +264,7 @@ impl Mapping {
 
     /// Value and timestamp at `offset`, read atomically: the writer updates them in place.
     fn value(&self, offset: usize) -> Option<(f64, f64)> {
-        if offset % 8 != 0 || offset + 16 > self.len {
+        if !offset.is_multiple_of(8) || offset + 16 > self.len {
             return None;
         }
         // SAFETY: aligned, inside the mapping.
