@@ -69,10 +69,6 @@ def enable_created_metrics():
     _native.settings_changed()
 
 
-def _multiprocess_env() -> bool:
-    return 'prometheus_multiproc_dir' in os.environ or 'PROMETHEUS_MULTIPROC_DIR' in os.environ
-
-
 def _multiprocess_dir() -> Optional[str]:
     """The multiprocess directory when multiprocess mode is on, read when a metric is created
     (the reference decides at import, so setting the variable after importing does nothing
@@ -228,11 +224,6 @@ class MetricWrapperBase(Collector):
     _labels_slow = labels
 
     def remove(self, *labelvalues: Any) -> None:
-        if _multiprocess_env():
-            warnings.warn(
-                "Removal of labels has not been implemented in  multi-process mode yet.",
-                UserWarning)
-
         if not self._labelnames:
             raise ValueError('No label names were set when constructing %s' % self)
 
@@ -244,12 +235,6 @@ class MetricWrapperBase(Collector):
 
     def remove_by_labels(self, labels: dict[str, str]) -> None:
         """Remove all series whose labelset partially matches the given labels."""
-        if _multiprocess_env():
-            warnings.warn(
-                "Removal of labels has not been implemented in  multi-process mode yet.",
-                UserWarning
-            )
-
         if not self._labelnames:
             raise ValueError('No label names were set when constructing %s' % self)
 
@@ -275,10 +260,6 @@ class MetricWrapperBase(Collector):
         """Remove all labelsets from the metric"""
         if not self._labelnames:
             return
-        if _multiprocess_env():
-            warnings.warn(
-                "Clearing labels has not been implemented in multi-process mode yet",
-                UserWarning)
         with self._lock:
             # Cleared in place: native metrics hold this very dict.
             self._metrics.clear()

@@ -141,12 +141,15 @@ impl Child {
 
     /// Whether the cells live in a multiprocess file (which keeps no exemplars).
     pub fn is_mapped(&self) -> bool {
+        self.mapped_slots().is_some()
+    }
+
+    /// The slots of a child whose cells live in a multiprocess file.
+    pub fn mapped_slots(&self) -> Option<&Arc<Slots>> {
         match &self.value {
-            ChildValue::MappedCounter(_) | ChildValue::MappedGauge(_) => true,
-            ChildValue::Summary(o) | ChildValue::Histogram(o) => {
-                matches!(**o, Observations::Mapped(_))
-            }
-            _ => false,
+            ChildValue::MappedCounter(s) | ChildValue::MappedGauge(s) => Some(s),
+            ChildValue::Summary(o) | ChildValue::Histogram(o) => o.mapped_slots(),
+            _ => None,
         }
     }
 
@@ -362,12 +365,14 @@ impl Family {
         self.python_samples.load(Ordering::Acquire)
     }
 
-    pub fn remove(&self, values: &[String]) {
-        self.lock_children().shift_remove(values);
+    /// Removes a child; returns it.
+    pub fn remove(&self, values: &[String]) -> Option<Arc<Child>> {
+        self.lock_children().shift_take(values).map(|k| k.0)
     }
 
-    pub fn clear(&self) {
-        self.lock_children().clear();
+    /// Removes every child; returns them.
+    pub fn clear(&self) -> Vec<Arc<Child>> {
+        self.lock_children().drain(..).map(|k| k.0).collect()
     }
 
     pub fn len(&self) -> usize {

@@ -72,6 +72,13 @@ impl Observations {
         Observations::Local(HotCold::new(bounds))
     }
 
+    pub fn mapped_slots(&self) -> Option<&Arc<Slots>> {
+        match self {
+            Observations::Local(_) => None,
+            Observations::Mapped(m) => Some(&m.slots),
+        }
+    }
+
     pub fn bounds(&self) -> &[f64] {
         match self {
             Observations::Local(h) => h.bounds(),

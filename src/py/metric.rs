@@ -23,7 +23,7 @@ use super::timer::Timer;
 use super::value::{Part, ValueView};
 use crate::core::family::{find_sample, Child, ChildValue, Family};
 use crate::core::model::{Exemplar, MetricType};
-use crate::core::multiprocess::mapped::MappedSpec;
+use crate::core::multiprocess::mapped::{self, MappedSpec};
 use crate::core::observations::Observations;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -514,9 +514,18 @@ impl MetricCore {
         let Some(family) = &self.state()?.family else {
             return Ok(());
         };
-        match keys {
+        let removed = match keys {
             None => family.clear(),
-            Some(keys) => keys.iter().for_each(|k| family.remove(k)),
+            Some(keys) => keys.iter().filter_map(|k| family.remove(k)).collect(),
+        };
+        // Multiprocess mode: the series leave this process's files too.
+        let slots: Vec<_> = removed
+            .iter()
+            .filter_map(|c| c.mapped_slots().cloned())
+            .collect();
+        if !slots.is_empty() {
+            mapped::remove(&slots)
+                .map_err(|e| PyOSError::new_err(format!("multiprocess file: {e}")))?;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@
 //! the process and an update is one atomic operation on it. Entries are appended under the
 //! file's lock and published by storing the new `used` length last.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -113,6 +113,13 @@ impl MappedFile {
         unsafe { &*(self.base.add(offset) as *const AtomicU64) }
     }
 
+    /// A copy of the used part of the file.
+    fn used_bytes(&self) -> Vec<u8> {
+        let used = self.lock().used;
+        // SAFETY: the first `used` bytes are inside the file and the mapping.
+        unsafe { std::slice::from_raw_parts(self.base, used) }.to_vec()
+    }
+
     /// The value slot of `key`, appending the entry (value and timestamp 0.0) if it is new.
     pub fn slot(&self, key: &str) -> io::Result<&'static AtomicU64> {
         let mut index = self.lock();
@@ -205,6 +212,9 @@ struct Files {
     pid: u32,
     open: HashMap<FileId, Arc<MappedFile>>,
     slots: Vec<Weak<Slots>>,
+    /// Files replaced by `remove`, never unmapped: a scrape running without the GIL may still
+    /// read a slot through its old address.
+    retired: Vec<Arc<MappedFile>>,
 }
 
 fn files() -> MutexGuard<'static, Files> {
@@ -215,6 +225,7 @@ fn files() -> MutexGuard<'static, Files> {
                 pid: std::process::id(),
                 open: HashMap::new(),
                 slots: Vec::new(),
+                retired: Vec::new(),
             })
         })
         .lock()
@@ -222,12 +233,15 @@ fn files() -> MutexGuard<'static, Files> {
 }
 
 impl Files {
+    fn path(&self, id: &FileId) -> PathBuf {
+        id.directory.join(format!("{}_{}.db", id.prefix, self.pid))
+    }
+
     fn file(&mut self, id: &FileId) -> io::Result<Arc<MappedFile>> {
         if let Some(file) = self.open.get(id) {
             return Ok(file.clone());
         }
-        let path = id.directory.join(format!("{}_{}.db", id.prefix, self.pid));
-        let file = Arc::new(MappedFile::open(&path)?);
+        let file = Arc::new(MappedFile::open(&self.path(id))?);
         self.open.insert(id.clone(), file.clone());
         Ok(file)
     }
@@ -236,6 +250,71 @@ impl Files {
         let file = self.file(id)?;
         keys.iter().map(|key| file.slot(key)).collect()
     }
+
+    fn live_slots(&self) -> Vec<Arc<Slots>> {
+        self.slots
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|s| s.detached.get().is_none())
+            .collect()
+    }
+
+    /// Points every live slot of file `id` (or of every file) at the entries of its key in the
+    /// files now open.
+    fn repoint(&mut self, id: Option<&FileId>) -> io::Result<()> {
+        for slots in self.live_slots() {
+            if id.is_some_and(|id| *id != slots.file) {
+                continue;
+            }
+            let resolved = self.resolve(&slots.file, &slots.keys)?;
+            for (pointer, slot) in slots.pointers.iter().zip(resolved) {
+                pointer.store(
+                    slot as *const AtomicU64 as *mut AtomicU64,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes file `id` again without the entries of `removed`, values kept, and replaces it
+    /// by rename so readers see the old file or the new one.
+    fn rewrite_without(&mut self, id: &FileId, removed: &HashSet<&str>) -> io::Result<()> {
+        let Some(old) = self.open.get(id).cloned() else {
+            return Ok(());
+        };
+        let entries = read_entries(&old.used_bytes()).map_err(|e| io::Error::other(e.message))?;
+        let kept = entries.iter().filter(|e| !removed.contains(e.key.as_str()));
+        let contents = encode_file(kept.map(|e| (e.key.as_str(), e.value, e.timestamp)));
+        let path = self.path(id);
+        let temporary = path.with_extension("db.tmp");
+        std::fs::write(&temporary, contents)?;
+        std::fs::rename(&temporary, &path)?;
+        self.open
+            .insert(id.clone(), Arc::new(MappedFile::open(&path)?));
+        self.retired.push(old);
+        self.repoint(Some(id))
+    }
+}
+
+/// Multiprocess `remove`/`clear`: the children's entries leave this process's files, so their
+/// series leave every collector's output. Their cells are detached: a handle kept on a removed
+/// child still works but is no longer exported, as in single-process mode.
+///
+/// Called with the GIL held, which every update of a mapped cell also holds: no update can
+/// land in a file while it is being rewritten.
+pub fn remove(removed: &[Arc<Slots>]) -> io::Result<()> {
+    let mut files = files();
+    let mut by_file: HashMap<FileId, HashSet<&str>> = HashMap::new();
+    for slots in removed {
+        slots.detach();
+        let keys = by_file.entry(slots.file.clone()).or_default();
+        keys.extend(slots.keys.iter().map(String::as_str));
+    }
+    for (id, keys) in &by_file {
+        files.rewrite_without(id, keys)?;
+    }
+    Ok(())
 }
 
 /// The value slots of one child (a counter's total; a histogram's sum and buckets; ...), in
@@ -244,6 +323,8 @@ pub struct Slots {
     file: FileId,
     keys: Box<[String]>,
     pointers: Box<[AtomicPtr<AtomicU64>]>,
+    /// Process memory the pointers move to once the child is removed (value, timestamp pairs).
+    detached: OnceLock<Box<[AtomicU64]>>,
 }
 
 impl Slots {
@@ -259,6 +340,7 @@ impl Slots {
             file,
             keys: keys.into_boxed_slice(),
             pointers,
+            detached: OnceLock::new(),
         });
         if files.slots.len() >= 64 && files.slots.len().is_power_of_two() {
             files.slots.retain(|s| s.strong_count() > 0);
@@ -283,6 +365,22 @@ impl Slots {
 
     pub fn len(&self) -> usize {
         self.pointers.len()
+    }
+
+    /// Moves the cells into process memory, values kept: the entries are about to leave the
+    /// file.
+    fn detach(&self) {
+        let cells = self
+            .detached
+            .get_or_init(|| crate::core::cell::zeroed(2 * self.pointers.len()));
+        for (i, pointer) in self.pointers.iter().enumerate() {
+            cells[2 * i].store(self.value(i).load(Ordering::Relaxed), Ordering::Relaxed);
+            cells[2 * i + 1].store(self.timestamp(i).load(Ordering::Relaxed), Ordering::Relaxed);
+            pointer.store(
+                &cells[2 * i] as *const AtomicU64 as *mut AtomicU64,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -382,20 +480,7 @@ pub fn after_fork_in_child() -> io::Result<()> {
     let mut files = files();
     files.pid = std::process::id();
     files.open.clear();
-    let live: Vec<Arc<Slots>> = files.slots.iter().filter_map(Weak::upgrade).collect();
-    for slots in live {
-        for (pointer, slot) in slots
-            .pointers
-            .iter()
-            .zip(files.resolve(&slots.file, &slots.keys)?)
-        {
-            pointer.store(
-                slot as *const AtomicU64 as *mut AtomicU64,
-                Ordering::Relaxed,
-            );
-        }
-    }
-    Ok(())
+    files.repoint(None)
 }
 
 #[cfg(test)]
