@@ -1,0 +1,126 @@
+"""Compaction of dead processes' files while scrapes and other compactions run: no total ever
+goes backwards, and a pid used again later does not count twice."""
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+
+import fastprom
+from fastprom import multiprocess
+
+WORKER = textwrap.dedent('''
+    import sys
+    from fastprom import Counter, Histogram
+    c = Counter('jobs', 'Jobs done', ['kind'])
+    h = Histogram('job_seconds', 'Job time', buckets=[0.1, 1])
+    for i in range(int(sys.argv[1])):
+        c.labels('a' if i % 2 else 'b').inc()
+        h.observe(0.05)
+''')
+
+
+def total(path):
+    registry = fastprom.CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(path))
+    jobs = sum(registry.get_sample_value('jobs_total', {'kind': k}) or 0 for k in 'ab')
+    return jobs, registry.get_sample_value('job_seconds_count') or 0
+
+
+def run_workers(path, count, increments):
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(path))
+    procs = [subprocess.Popen([sys.executable, '-c', WORKER, str(increments)], env=env) for _ in range(count)]
+    for p in procs:
+        assert p.wait() == 0
+    return [p.pid for p in procs]
+
+
+def test_totals_never_go_backwards_while_compacting(tmp_path):
+    stop = threading.Event()
+    seen, errors = [], []
+
+    def scrape():
+        while not stop.is_set():
+            try:
+                seen.append(total(tmp_path))
+            except Exception as e:  # a scrape must never fail
+                errors.append(e)
+
+    def compact():
+        while not stop.is_set():
+            multiprocess.compact(str(tmp_path))
+
+    threads = [threading.Thread(target=scrape), threading.Thread(target=compact),
+               threading.Thread(target=compact)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(6):
+            run_workers(tmp_path, 4, 250)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors
+    assert len(seen) > 10
+    for earlier, later in zip(seen, seen[1:]):
+        assert later[0] >= earlier[0] and later[1] >= earlier[1], (earlier, later)
+    multiprocess.compact(str(tmp_path))
+    assert total(tmp_path) == (6 * 4 * 250, 6 * 4 * 250)
+    names = sorted(n for n in os.listdir(tmp_path) if n.endswith('.db'))
+    assert names == ['counter_archive.db', 'histogram_archive.db']
+
+
+def test_reference_collector_reads_the_archives(tmp_path):
+    import prometheus_client
+    import prometheus_client.multiprocess
+    pids = run_workers(tmp_path, 3, 100)
+    before = fastprom.generate_latest(_registry(fastprom, multiprocess, tmp_path))
+    for pid in pids:
+        multiprocess.mark_process_dead(pid, str(tmp_path))
+    after_fp = fastprom.generate_latest(_registry(fastprom, multiprocess, tmp_path))
+    ref = prometheus_client.generate_latest(_registry(prometheus_client, prometheus_client.multiprocess, tmp_path))
+    # Families come in directory order, which compaction changes; each family is the same.
+    assert families(after_fp) == families(before) == families(ref)
+    assert after_fp == ref
+
+
+def families(exposition):
+    return sorted(exposition.decode().split('# HELP '))
+
+
+def _registry(lib, mp, path):
+    registry = lib.CollectorRegistry()
+    mp.MultiProcessCollector(registry, path=str(path))
+    return registry
+
+
+def test_a_pid_used_again_after_compaction_counts_once(tmp_path):
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+    key = mmap_key('jobs', 'jobs_total', ('kind',), ('a',), 'Jobs done')
+    pid = 4_999_999  # no process has it
+    first = MmapedDict(str(tmp_path / f'counter_{pid}.db'))
+    first.write_value(key, 5.0, 0.0)
+    first.close()
+    multiprocess.mark_process_dead(pid, str(tmp_path))
+    assert total(tmp_path)[0] == 5
+    # A new process with the same pid starts its own file from zero.
+    again = MmapedDict(str(tmp_path / f'counter_{pid}.db'))
+    assert again.read_value(key) == (0.0, 0.0)
+    again.write_value(key, 2.0, 0.0)
+    again.close()
+    assert total(tmp_path)[0] == 7
+    multiprocess.mark_process_dead(pid, str(tmp_path))
+    assert total(tmp_path)[0] == 7
+
+
+def test_corrupt_file_of_a_dead_process_stays_and_is_reported(tmp_path, recwarn):
+    run_workers(tmp_path, 1, 10)
+    # `used` says 64 bytes, but the first entry claims a 1000-byte key.
+    corrupt = struct.pack('i', 64) + b'\0' * 4 + struct.pack('i', 1000) + b'x' * 52
+    (tmp_path / 'counter_4999998.db').write_bytes(corrupt)
+    multiprocess.compact(str(tmp_path))
+    assert (tmp_path / 'counter_4999998.db').exists()
+    assert total(tmp_path)[0] == 10
+    assert any('counter_4999998.db' in str(w.message) for w in recwarn)
