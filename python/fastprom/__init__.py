@@ -9,6 +9,7 @@ from . import (
     process_collector, registry,
 )
 from ._install import install
+from .buckets import exponential_buckets, linear_buckets
 from .exposition import (
     CONTENT_TYPE_LATEST, CONTENT_TYPE_PLAIN_0_0_4, CONTENT_TYPE_PLAIN_1_0_0,
     delete_from_gateway, generate_latest, instance_ip_grouping_key,
@@ -22,6 +23,7 @@ from .metrics import (
     Histogram, Info, Summary,
 )
 from .metrics_core import Metric
+from .parser import text_string_to_metric_families
 from .platform_collector import PLATFORM_COLLECTOR, PlatformCollector
 from .process_collector import PROCESS_COLLECTOR, ProcessCollector
 from .registry import CollectorRegistry, REGISTRY
@@ -60,4 +62,8 @@ __all__ = (
     'PLATFORM_COLLECTOR',
     'GCCollector',
     'GC_COLLECTOR',
+    # Beyond prometheus_client: BentoML's helpers, and the parser BentoML's docs promise here.
+    'exponential_buckets',
+    'linear_buckets',
+    'text_string_to_metric_families',
 )
