@@ -24,3 +24,18 @@ class Lib:
 
     def __getattr__(self, item):
         return getattr(self.root, item)
+
+
+def family_blocks(body: bytes) -> list:
+    """An exposition split into its metric-family blocks, sorted: for outputs whose family order
+    is not specified (a restricted registry iterates a set; a multiprocess merge follows the
+    directory's order)."""
+    blocks, current = [], []
+    for line in body.splitlines(keepends=True):
+        if line.startswith(b'# HELP ') and current:
+            blocks.append(b''.join(current))
+            current = []
+        current.append(line)
+    if current:
+        blocks.append(b''.join(current))
+    return sorted(blocks)

@@ -37,6 +37,7 @@ import fastprom.metrics_core as fp_metrics_core
 import fastprom.openmetrics.exposition as fp_om
 import fastprom.samples as fp_samples
 from fastprom.bridge.graphite import GraphiteBridge as FpGraphiteBridge
+from libs import family_blocks
 
 LIBS = {
     'ref': (pc, pc_expo, pc_om),
@@ -95,20 +96,9 @@ def _ungzip(body, headers):
 
 
 def _families(body):
-    """Split an exposition into sorted metric-family blocks.
-
-    A restricted registry (``name[]``) yields its collectors in set order, which
-    differs between two registries even in the reference, so such bodies are
-    compared family by family."""
-    blocks, current = [], []
-    for line in body.splitlines(keepends=True):
-        if line.startswith(b'# HELP ') and current:
-            blocks.append(b''.join(current))
-            current = []
-        current.append(line)
-    if current:
-        blocks.append(b''.join(current))
-    return sorted(blocks)
+    """Sorted metric-family blocks: a restricted registry (``name[]``) yields its collectors in
+    set order, which differs between two registries even in the reference."""
+    return family_blocks(body)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import threading
 
 import fastprom
 from fastprom import multiprocess
+from libs import family_blocks
 
 WORKER = textwrap.dedent('''
     import sys
@@ -82,12 +83,8 @@ def test_reference_collector_reads_the_archives(tmp_path):
     after_fp = fastprom.generate_latest(_registry(fastprom, multiprocess, tmp_path))
     ref = prometheus_client.generate_latest(_registry(prometheus_client, prometheus_client.multiprocess, tmp_path))
     # Families come in directory order, which compaction changes; each family is the same.
-    assert families(after_fp) == families(before) == families(ref)
+    assert family_blocks(after_fp) == family_blocks(before) == family_blocks(ref)
     assert after_fp == ref
-
-
-def families(exposition):
-    return sorted(exposition.decode().split('# HELP '))
 
 
 def _registry(lib, mp, path):

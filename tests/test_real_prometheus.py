@@ -46,6 +46,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as text_parse
 
 import real_servers as rs
+from libs import family_blocks
 
 LIBS = {'ref': prometheus_client, 'fp': fastprom}
 
@@ -430,15 +431,7 @@ def _family_blocks(body):
     eof = body.endswith(b'# EOF\n')
     if eof:
         body = body[:-len(b'# EOF\n')]
-    blocks, current = [], []
-    for line in body.splitlines(keepends=True):
-        if line.startswith(b'# HELP ') and current:
-            blocks.append(b''.join(current))
-            current = []
-        current.append(line)
-    if current:
-        blocks.append(b''.join(current))
-    return sorted(blocks), eof
+    return family_blocks(body), eof
 
 
 def _response(url, method, headers, path):
