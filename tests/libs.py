@@ -39,3 +39,22 @@ def family_blocks(body: bytes) -> list:
     if current:
         blocks.append(b''.join(current))
     return sorted(blocks)
+
+
+def sample_values(text) -> dict:
+    """{(sample name, frozenset(labels)): value} of an exposition, parsed with the reference's
+    parser; a series listed twice fails."""
+    from prometheus_client.parser import text_string_to_metric_families
+    if isinstance(text, bytes):
+        text = text.decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = (s.name, frozenset(s.labels.items()))
+            assert key not in out, f'duplicate series {key}'
+            out[key] = s.value
+    return out
+
+
+def sample_value(samples: dict, name: str, **labels):
+    return samples.get((name, frozenset(labels.items())))

@@ -41,7 +41,6 @@ import pytest
 
 import prometheus_client
 from prometheus_client.mmap_dict import MmapedDict
-from prometheus_client.parser import text_string_to_metric_families
 
 # The oracle (reader of .db files, text parser) must be the reference itself.
 assert prometheus_client.__name__ == 'prometheus_client', 'prometheus_client is aliased'
@@ -53,6 +52,7 @@ LIBS = [REF, IMPL]
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.join(TESTS_DIR, 'mp_apps.py')
 import mp_apps  # noqa: E402  (tests/ is on sys.path under pytest's default import mode)
+from libs import sample_value, sample_values  # noqa: E402
 
 # Above PID_MAX_LIMIT (4194304): can never be the pid of a live process.
 CANON_PID = 4194400
@@ -198,21 +198,8 @@ def assert_same_canonical(expected, got, what):
     assert g == e, f'{what} differs (canonical form):\n{diff(e, g)}'
 
 
-def samples_of(text):
-    """{(sample name, frozenset(labels)): value} parsed with the reference parser."""
-    if isinstance(text, bytes):
-        text = text.decode()
-    out = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            key = (s.name, frozenset(s.labels.items()))
-            assert key not in out, f'duplicate series {key}'
-            out[key] = s.value
-    return out
-
-
-def value(text_samples, name, **labels):
-    return text_samples.get((name, frozenset(labels.items())))
+samples_of = sample_values
+value = sample_value
 
 
 def entries(path):

@@ -29,7 +29,6 @@ import time
 
 import pytest
 
-from prometheus_client.parser import text_string_to_metric_families
 
 REF = 'prometheus_client'
 IMPL = 'fastprom'
@@ -38,6 +37,7 @@ LIBS = [REF, IMPL]
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TESTS_DIR)
 import mp_apps  # noqa: E402
+from libs import sample_value, sample_values  # noqa: E402
 
 LOOPBACK = '127.0.0.1'
 START_TIMEOUT = 20.0
@@ -225,18 +225,8 @@ def check_ref_log(server, lib):
     assert log.count(REF_RACE) == tracebacks, log[-4000:]
 
 
-def parse(body):
-    out = {}
-    for fam in text_string_to_metric_families(body.decode()):
-        for s in fam.samples:
-            key = (s.name, frozenset(s.labels.items()))
-            assert key not in out, f'duplicate series {key}'
-            out[key] = s.value
-    return out
-
-
-def sample(samples, name, **labels):
-    return samples.get((name, frozenset(labels.items())))
+parse = sample_values
+sample = sample_value
 
 
 class Load:
