@@ -258,6 +258,8 @@ CASES: List[Case] = [
     Case('mp_labels_inc', 'multiprocess labels(...).inc()', 15, 'mp'),
     Case('mp_scrape_16x1k', 'multiprocess scrape, 16 processes x 1k series', 20, 'mp'),
     Case('mp_scrape_dead', 'multiprocess scrape with 1000 dead processes (compacted) vs none', 1.5, 'mp'),
+    Case('middleware_overhead', 'ServiceMetricsMiddleware overhead per request vs BentoML\'s middleware', 5,
+         'middleware'),
 ]
 
 
@@ -543,6 +545,16 @@ _PARSE_ROWS: Dict[str, dict] = {}
 _MP_ROWS: Dict[str, dict] = {}
 
 
+def run_middleware(case: Case, cfg: Config) -> dict:
+    """Measured by benches/middleware.py (each library in subprocesses of its own)."""
+    sys.path.insert(0, str(HERE))
+    import middleware
+    r = next(r for r in middleware.run(quick=cfg is QUICK) if r['id'] == case.id)
+    samples = {REF.name: [v * 1e3 for v in r['samples']['prometheus_client']],
+               FP.name: [v * 1e3 for v in r['samples']['fastprom']]}
+    return row(case, 'us', r['ref'] * 1e3, r['fast'] * 1e3, notes=r['notes'], samples=samples)
+
+
 def run_mp(case: Case, cfg: Config) -> dict:
     """The multiprocess rows, measured by benches/multiprocess.py in a process of its own
     (all of them at the first)."""
@@ -574,7 +586,8 @@ def run_parse(case: Case, cfg: Config) -> dict:
 
 
 RUNNERS = {'parse': run_parse, 'micro': run_micro, 'create': run_create, 'scrape': run_scrape, 'lookup': run_lookup,
-           'memory': run_memory, 'many': run_many, 'gil': run_gil, 'http_gil': run_http_gil, 'mp': run_mp}
+           'memory': run_memory, 'many': run_many, 'gil': run_gil, 'http_gil': run_http_gil, 'mp': run_mp,
+           'middleware': run_middleware}
 
 
 # --------------------------------------------------------------------------
