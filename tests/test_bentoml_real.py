@@ -123,7 +123,8 @@ def test_default_metrics(runs, name):
     for endpoint in API_ENDPOINTS:
         for code in ('200', '500'):  # zero-initialised at startup, then counted
             expected = sent.get((endpoint, code), 0)
-            assert bs.value(fams, f'{ns}_request_total', endpoint=endpoint, http_response_code=code) == expected
+            total = bs.value(fams, f'{ns}_request_total', endpoint=endpoint, http_response_code=code)
+            assert total == expected, (endpoint, code)
         assert bs.value(fams, f'{ns}_request_in_progress', endpoint=endpoint) == 0
     for (endpoint, code), count in sent.items():
         labels = dict(endpoint=endpoint, http_response_code=code)
