@@ -592,11 +592,16 @@ class ServiceMetricsMiddleware:
                 duration.observe(max(default_timer() - start, 0))
             await send(message)
 
-        # What BentoML's `with ....track_inprogress():` does, without the tracker object.
+        await self._in_progress(endpoint, scope, receive, send_measured)
+
+    async def _in_progress(self, endpoint, scope, receive, send) -> None:
+        """Runs the app with `request_in_progress` raised: what BentoML's
+        `with ....track_inprogress():` does, without the tracker object."""
+        recorder = self._recorder
         in_progress = recorder.in_progress.get(endpoint) or recorder.new_in_progress(endpoint)
         in_progress.inc()
         try:
-            await self.app(scope, receive, send_measured)
+            await self.app(scope, receive, send)
         finally:
             in_progress.dec()
 
@@ -631,9 +636,4 @@ class ServiceMetricsMiddleware:
                 connections.dec()
             await send(message)
 
-        in_progress = recorder.in_progress.get(endpoint) or recorder.new_in_progress(endpoint)
-        in_progress.inc()
-        try:
-            await self.app(scope, receive_measured, send_measured)
-        finally:
-            in_progress.dec()
+        await self._in_progress(endpoint, scope, receive_measured, send_measured)
