@@ -311,7 +311,8 @@ class _ServiceMetrics:
         self.last_request_timestamp = self._new(
             Gauge, name="last_request_timestamp_seconds", documentation="Timestamp of the last received request",
             labelnames=_SERVICE_LABELS)
-        self.multiprocess_dir = self.request_total._multiprocess_dir
+        # Each metric read the variable as it was created; these just were.
+        self.multiprocess_dir = _multiprocess_dir()
 
 
 _shared_lock = threading.Lock()

@@ -84,9 +84,6 @@ def _multiprocess_dir() -> Optional[str]:
 os.register_at_fork(after_in_child=_native.multiprocess_after_fork)
 
 
-_MULTIPROCESS_TYPES = ('counter', 'gauge', 'summary', 'histogram')
-
-
 class MetricWrapperBase(Collector):
     _type: Optional[str] = None
     _reserved_labelnames: Sequence[str] = ()
@@ -142,8 +139,6 @@ class MetricWrapperBase(Collector):
         self._unit = unit
 
         _validate_metric_name(self._name)
-
-        self._multiprocess_dir = _multiprocess_dir() if self._type in _MULTIPROCESS_TYPES else None
 
         if self._is_parent():
             # _lock serialises adding and removing children; lookups read _metrics without it.

@@ -101,17 +101,13 @@ fn new_cells(
     })
 }
 
-/// Multiprocess mode is on for a metric when `_multiprocess_dir` (read from the environment
-/// when the metric was created) is set.
+/// Multiprocess mode is on for a metric when `PROMETHEUS_MULTIPROC_DIR` is set as it is created
+/// (`fastprom.metrics._multiprocess_dir()`).
 fn multiprocess_spec(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<Option<Arc<MappedSpec>>> {
     let py = slf.py();
-    let Ok(directory) = slf.getattr(intern!(py, "_multiprocess_dir")) else {
+    let Some(directory) = python::multiprocess_dir(py)? else {
         return Ok(None);
     };
-    if directory.is_none() {
-        return Ok(None);
-    }
-    let directory: std::path::PathBuf = directory.extract()?;
     let metric_type = kind.metric_type();
     let prefix = match kind {
         Kind::Gauge => format!(

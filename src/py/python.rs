@@ -61,6 +61,15 @@ pub fn use_created(py: Python<'_>) -> PyResult<bool> {
         .is_truthy()
 }
 
+/// `fastprom.metrics._multiprocess_dir()`: the multiprocess directory, if the mode is on now.
+pub fn multiprocess_dir(py: Python<'_>) -> PyResult<Option<std::path::PathBuf>> {
+    static CELL: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    module(py, &CELL, "fastprom.metrics")?
+        .getattr(intern!(py, "_multiprocess_dir"))?
+        .call0()?
+        .extract()
+}
+
 /// `fastprom.validation._validate_exemplar(labels)`.
 pub fn validate_exemplar(py: Python<'_>, labels: &Bound<'_, PyAny>) -> PyResult<()> {
     static CELL: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
