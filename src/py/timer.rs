@@ -5,8 +5,9 @@
 //! global is (tests patch it). Used as a decorator it hands over to Python, which builds the
 //! signature-preserving wrapper.
 
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use pyo3::intern;
 
@@ -45,7 +46,12 @@ fn perf_counter(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
 }
 
 fn mark(py: Python<'_>) -> PyResult<Mark> {
-    let clock = context_managers(py)?.getattr(intern!(py, "default_timer"))?;
+    let module = context_managers(py)?;
+    // The module's dict first: a plain lookup, cheaper than attribute access on the module.
+    let clock = match module.dict().get_item(intern!(py, "default_timer"))? {
+        Some(clock) => clock,
+        None => module.getattr(intern!(py, "default_timer"))?,
+    };
     if clock.is(perf_counter(py)?) {
         return Ok(Mark::Monotonic(Instant::now()));
     }
@@ -71,21 +77,58 @@ fn value(py: Python<'_>, mark: Mark) -> PyResult<f64> {
     }
 }
 
+/// A `Mark` in two atomics (a timer is entered and exited on every timed call, so no lock).
+#[derive(Default)]
+struct MarkCell {
+    /// 0: none yet; 1: `Monotonic` (payload: nanoseconds since `anchor()`); 2: `Value` (f64 bits).
+    kind: AtomicU8,
+    payload: AtomicU64,
+}
+
+fn anchor() -> Instant {
+    static ANCHOR: OnceLock<Instant> = OnceLock::new();
+    *ANCHOR.get_or_init(Instant::now)
+}
+
+impl MarkCell {
+    fn store(&self, mark: Mark) {
+        let (kind, payload) = match mark {
+            Mark::Monotonic(at) => (1, at.saturating_duration_since(anchor()).as_nanos() as u64),
+            Mark::Value(v) => (2, v.to_bits()),
+        };
+        self.payload.store(payload, Ordering::Relaxed);
+        self.kind.store(kind, Ordering::Release);
+    }
+
+    fn load(&self) -> Option<Mark> {
+        let payload = || self.payload.load(Ordering::Relaxed);
+        match self.kind.load(Ordering::Acquire) {
+            1 => Some(Mark::Monotonic(anchor() + Duration::from_nanos(payload()))),
+            2 => Some(Mark::Value(f64::from_bits(payload()))),
+            _ => None,
+        }
+    }
+}
+
+/// "No duration yet": durations are never NaN (`max(0.0)` drops it).
+const NO_DURATION: u64 = u64::MAX;
+
 #[pyclass(frozen, subclass, module = "fastprom.context_managers")]
 pub struct Timer {
     metric: Mutex<Py<PyAny>>,
     callback_name: Py<PyString>,
-    start: Mutex<Option<Mark>>,
-    duration: Mutex<Option<f64>>,
+    start: MarkCell,
+    duration: AtomicU64,
 }
 
 impl Timer {
     pub fn for_metric(metric: Py<PyAny>, callback_name: Py<PyString>) -> Timer {
+        anchor();
         Timer {
             metric: Mutex::new(metric),
             callback_name,
-            start: Mutex::new(None),
-            duration: Mutex::new(None),
+            start: MarkCell::default(),
+            duration: AtomicU64::new(NO_DURATION),
         }
     }
 
@@ -107,7 +150,8 @@ impl Timer {
     /// The last measured duration in seconds (None before the first exit).
     #[getter]
     fn duration(&self) -> Option<f64> {
-        *self.duration.lock().unwrap_or_else(|e| e.into_inner())
+        let bits = self.duration.load(Ordering::Relaxed);
+        (bits != NO_DURATION).then(|| f64::from_bits(bits))
     }
 
     #[getter]
@@ -121,8 +165,7 @@ impl Timer {
     }
 
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<Py<Self>> {
-        let start = mark(slf.py())?;
-        *slf.get().start.lock().unwrap_or_else(|e| e.into_inner()) = Some(start);
+        slf.get().start.store(mark(slf.py())?);
         Ok(slf.clone().unbind())
     }
 
@@ -133,14 +176,10 @@ impl Timer {
         _value: &Bound<'_, PyAny>,
         _traceback: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let start = self
-            .start
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .unwrap_or(Mark::Value(0.0));
+        let start = self.start.load().unwrap_or(Mark::Value(0.0));
         // Time can go backwards.
         let duration = elapsed(py, start)?.max(0.0);
-        *self.duration.lock().unwrap_or_else(|e| e.into_inner()) = Some(duration);
+        self.duration.store(duration.to_bits(), Ordering::Relaxed);
         let metric = self.metric(py).into_bound(py);
         if record_duration(&metric, self.callback_name.bind(py), duration) {
             return Ok(());
