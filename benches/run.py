@@ -567,7 +567,7 @@ def run_mp(case: Case, cfg: Config) -> dict:
     unit = 'ms' if case.id.startswith('mp_scrape') else 'ns'
     if r['unit'] == 'ratio':
         result = row(case, unit, r['ref'], r['fast'], speedup=None, notes=r['notes'], samples=samples)
-        result.update(goal_type='ratio', ratio=r['ratio'])
+        result.update(goal_type='ratio', ratio=r['ratio'], goal_text=f"<= {case.goal:g}x its time without them")
         return result
     return row(case, unit, r['ref'], r['fast'], samples=samples)
 
@@ -608,6 +608,8 @@ def judge(r: dict) -> Optional[bool]:
 
 
 def goal_text(r: dict) -> str:
+    if r.get('goal_text'):
+        return r['goal_text']
     if r['goal_type'] == 'ratio':
         return f"<= {r['goal']:g} (fastprom/ref)"
     if r['goal_type'] == 'percent':
