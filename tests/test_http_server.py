@@ -235,3 +235,42 @@ def test_port_in_use_raises_the_reference_error():
         with pytest.raises(OSError) as err:
             fastprom.start_http_server(port, addr='127.0.0.1')
     assert err.value.errno == 98
+
+
+EXIT_WHILE_SCRAPED = textwrap.dedent('''
+    import threading, time, urllib.request
+    import fastprom
+    counter = fastprom.Counter('x', 'x', ['a'])
+    for i in range(20000):
+        counter.labels(str(i)).inc()
+
+    class Slow:
+        """Keeps scrapes inside Python most of the time."""
+        def collect(self):
+            time.sleep(0.02)
+            return []
+
+    fastprom.REGISTRY.register(Slow())
+    server, _ = fastprom.start_http_server(0, addr='127.0.0.1')
+
+    def scrape():
+        while True:
+            try:
+                urllib.request.urlopen(f'http://127.0.0.1:{server.server_port}/').read()
+            except Exception:
+                pass
+
+    for _ in range(6):
+        threading.Thread(target=scrape, daemon=True).start()
+    time.sleep(0.3)
+''')
+
+
+def test_interpreter_exits_cleanly_during_scrapes():
+    # Server threads that enter Python (for the default registry's collectors) must be out of
+    # it before the interpreter finalizes, or CPython aborts.
+    for _ in range(5):
+        proc = subprocess.run([sys.executable, '-c', EXIT_WHILE_SCRAPED], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert 'Fatal Python error' not in proc.stderr

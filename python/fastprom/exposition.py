@@ -257,9 +257,10 @@ _live_servers: "weakref.WeakSet[MetricsServer]" = weakref.WeakSet()
 
 @atexit.register
 def _stop_servers() -> None:
-    # Server threads must not wait for the GIL while the interpreter finalizes.
+    # Server threads must not be inside Python while the interpreter finalizes.
     for server in list(_live_servers):
         server._native.shutdown()
+    _native.drain_at_exit(2.0)
 
 
 def start_wsgi_server(

@@ -67,6 +67,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::Generation>()?;
     m.add_class::<server::MetricsServer>()?;
     m.add_function(wrap_pyfunction!(server::settings_changed, m)?)?;
+    m.add_function(wrap_pyfunction!(server::drain_at_exit, m)?)?;
     m.add_function(wrap_pyfunction!(multiprocess::multiprocess_after_fork, m)?)?;
     m.add_function(wrap_pyfunction!(multiprocess::compact_directory, m)?)?;
     m.add_class::<multiprocess::SharedDirectoryLock>()?;

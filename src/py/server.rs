@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::fd::FromRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use flate2::write::GzEncoder;
@@ -280,10 +280,37 @@ impl ScrapeHandler {
     }
 }
 
+/// Set at interpreter exit: from then on server threads stay away from Python.
+static CLOSING: AtomicBool = AtomicBool::new(false);
+/// Server threads attached to Python (or about to be).
+static ATTACHED: AtomicUsize = AtomicUsize::new(0);
+
 /// Runs `f` with the GIL; an exception is printed to stderr and gives `None`, as does an
 /// interpreter that is shutting down.
 fn with_python<T>(f: impl FnOnce(Python<'_>) -> PyResult<T>) -> Option<T> {
-    Python::try_attach(|py| f(py).or_print(py)).flatten()
+    // Counted before CLOSING is checked: `drain_at_exit` either sees this thread or this
+    // thread sees CLOSING.
+    ATTACHED.fetch_add(1, Ordering::SeqCst);
+    let result = if CLOSING.load(Ordering::SeqCst) {
+        None
+    } else {
+        Python::try_attach(|py| f(py).or_print(py)).flatten()
+    };
+    ATTACHED.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+/// At interpreter exit (atexit): server threads no longer enter Python, and those inside it are
+/// waited for (up to `timeout` seconds), so none is caught in Python while it finalizes.
+#[pyfunction]
+pub fn drain_at_exit(py: Python<'_>, timeout: f64) {
+    CLOSING.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout);
+    py.detach(|| {
+        while ATTACHED.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    });
 }
 
 trait OrPrint<T> {
