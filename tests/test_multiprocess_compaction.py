@@ -121,3 +121,34 @@ def test_corrupt_file_of_a_dead_process_stays_and_is_reported(tmp_path, recwarn)
     assert (tmp_path / 'counter_4999998.db').exists()
     assert total(tmp_path)[0] == 10
     assert any('counter_4999998.db' in str(w.message) for w in recwarn)
+
+
+FILL_DISK = textwrap.dedent('''
+    import fastprom
+    c = fastprom.Counter('c', 'c', ['a'])
+    try:
+        for i in range(100000):
+            c.labels('x' * 50 + str(i)).inc()
+    except OSError as e:
+        print('OSError', e.errno)
+    c.labels('x' * 50 + '1').inc()
+    print(c.labels('x' * 50 + '1')._value.get())
+''')
+
+
+def test_full_disk_is_an_error_not_a_crash(tmp_path):
+    """A full filesystem raises OSError when a series is created; it never kills the process
+    with SIGBUS when a mapped page is first written."""
+    disk = tmp_path / 'tiny'
+    disk.mkdir()
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=100k', 'tmpfs', str(disk)],
+                      capture_output=True).returncode != 0:
+        import pytest
+        pytest.skip('cannot mount a small tmpfs here')
+    try:
+        env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(disk))
+        proc = subprocess.run([sys.executable, '-c', FILL_DISK], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ['OSError', '28', '2.0']
+    finally:
+        subprocess.run(['umount', str(disk)])

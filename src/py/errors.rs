@@ -1,6 +1,6 @@
 //! The one place where core errors become Python exceptions.
 
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::PyErr;
 
 use crate::core::model::RenderError;
@@ -34,4 +34,13 @@ pub fn value_error(message: impl Into<String>) -> PyErr {
 
 pub fn runtime_error(message: impl Into<String>) -> PyErr {
     Error::Runtime(message.into()).into()
+}
+
+/// `OSError(errno, "multiprocess file: ...")` for a failure on a multiprocess file.
+pub fn multiprocess_file_error(e: std::io::Error) -> PyErr {
+    let message = format!("multiprocess file: {e}");
+    match e.raw_os_error() {
+        Some(errno) => PyOSError::new_err((errno, message)),
+        None => PyOSError::new_err(message),
+    }
 }

@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyAttributeError, PyOSError};
+use pyo3::exceptions::PyAttributeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::amount::{self, Amount, Arg};
-use super::errors::{runtime_error, value_error};
+use super::errors::{multiprocess_file_error, runtime_error, value_error};
 use super::python;
 use super::timer::Timer;
 use super::value::{Part, ValueView};
@@ -91,7 +91,7 @@ fn new_cells(
     if let Some(spec) = multiprocess {
         return spec
             .child(labelnames, labels, bounds, created)
-            .map_err(|e| PyOSError::new_err(format!("multiprocess file: {e}")));
+            .map_err(multiprocess_file_error);
     }
     Ok(match kind {
         Kind::Counter => Child::counter(labels, created),
@@ -520,8 +520,7 @@ impl MetricCore {
             .filter_map(|c| c.mapped_slots().cloned())
             .collect();
         if !slots.is_empty() {
-            mapped::remove(&slots)
-                .map_err(|e| PyOSError::new_err(format!("multiprocess file: {e}")))?;
+            mapped::remove(&slots).map_err(multiprocess_file_error)?;
         }
         Ok(())
     }

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use pyo3::exceptions::PyOSError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -17,9 +16,7 @@ use crate::core::multiprocess::file::FileCache;
 use crate::core::multiprocess::mapped;
 use crate::core::multiprocess::merge::{merge, sorted_for_render, Merged};
 
-fn os_error(e: std::io::Error) -> PyErr {
-    PyOSError::new_err(format!("multiprocess file: {e}"))
-}
+use super::errors::multiprocess_file_error as os_error;
 
 /// `os.register_at_fork(after_in_child=...)`: the child's metrics move to its own files.
 #[pyfunction]

@@ -65,7 +65,7 @@ impl MappedFile {
         if capacity > RESERVED {
             return Err(io::Error::other("multiprocess file larger than 1 GiB"));
         }
-        file.set_len(capacity as u64)?;
+        allocate(&file, capacity)?;
         let base = map(&file)?;
         let mapped = MappedFile {
             base,
@@ -137,7 +137,7 @@ impl MappedFile {
             if capacity > RESERVED {
                 return Err(io::Error::other("multiprocess file would exceed 1 GiB"));
             }
-            self.file.set_len(capacity as u64)?;
+            allocate(&self.file, capacity)?;
             index.capacity = capacity;
         }
         // SAFETY: [start, needed) lies inside the file and the mapping; only this lock writes
@@ -179,6 +179,18 @@ pub(super) fn encode_file<'a>(entries: impl Iterator<Item = (&'a str, f64, f64)>
     }
     bytes.resize(capacity, 0);
     bytes
+}
+
+/// Makes the file `capacity` bytes long with its blocks allocated, so that a full disk is an
+/// error here rather than a SIGBUS when a mapped page is first written. Filesystems without
+/// `fallocate` get a plain (sparse) extension.
+fn allocate(file: &File, capacity: usize) -> io::Result<()> {
+    // SAFETY: posix_fallocate on a descriptor we own.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, capacity as libc::off_t) } {
+        0 => Ok(()),
+        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(capacity as u64),
+        error => Err(io::Error::from_raw_os_error(error)),
+    }
 }
 
 fn map(file: &File) -> io::Result<*mut u8> {
