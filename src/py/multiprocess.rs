@@ -9,6 +9,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
+use super::errors::multiprocess_file_error;
 use super::python;
 use crate::core::model::OwnedFamily;
 use crate::core::multiprocess::compact::{compact, DirectoryLock};
@@ -16,12 +17,10 @@ use crate::core::multiprocess::file::FileCache;
 use crate::core::multiprocess::mapped;
 use crate::core::multiprocess::merge::{merge, sorted_for_render, Merged};
 
-use super::errors::multiprocess_file_error as os_error;
-
 /// `os.register_at_fork(after_in_child=...)`: the child's metrics move to its own files.
 #[pyfunction]
 pub fn multiprocess_after_fork() -> PyResult<()> {
-    mapped::after_fork_in_child().map_err(os_error)
+    mapped::after_fork_in_child().map_err(multiprocess_file_error)
 }
 
 /// Folds dead processes' files into the archives (all dead ones when `pids` is None).
@@ -29,7 +28,7 @@ pub fn multiprocess_after_fork() -> PyResult<()> {
 #[pyo3(signature = (path, pids = None))]
 pub fn compact_directory(py: Python<'_>, path: PathBuf, pids: Option<Vec<u32>>) -> PyResult<usize> {
     py.detach(|| compact(&path, pids.as_deref()))
-        .map_err(os_error)
+        .map_err(multiprocess_file_error)
 }
 
 /// A shared lock on a multiprocess directory, held while a collector reads it.
@@ -54,7 +53,7 @@ impl SharedDirectoryLock {
         let lock = slf
             .py()
             .detach(|| DirectoryLock::shared(&this.path))
-            .map_err(os_error)?;
+            .map_err(multiprocess_file_error)?;
         *this.lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
         Ok(())
     }
