@@ -1,6 +1,5 @@
 """ASGI application serving metrics."""
 
-import math
 import re
 import threading
 from time import time
@@ -8,7 +7,7 @@ from timeit import default_timer
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qs
 
-from .buckets import DEFAULT_DURATION_BUCKETS, exponential_buckets, INF
+from .buckets import check_number, DEFAULT_DURATION_BUCKETS, exponential_buckets, INF
 from .exposition import _bake_output
 from .metrics import _multiprocess_dir, Counter, Gauge, Histogram, Summary
 from .registry import Collector, DuplicateTimeseries, REGISTRY
@@ -77,11 +76,7 @@ _MAX_CACHED_PATHS = 10_000
 # --- configuration ---------------------------------------------------------
 
 def _config_number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"duration: {name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"duration: {name} must be finite, got {value!r}")
-    return float(value)
+    return float(check_number(f"duration: {name}", value))
 
 
 def _exponential_duration(duration: Mapping) -> Tuple[float, ...]:

@@ -36,10 +36,16 @@ def linear_buckets(start: float, step: float, end: float) -> Tuple[float, ...]:
 
 def _check_numbers(**values) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f'{name} must be a number, got {value!r}')
-        if value != value or value in (INF, -INF):
-            raise ValueError(f'{name} must be finite, got {value!r}')
+        check_number(name, value)
+
+
+def check_number(name: str, value):
+    """`value` itself if it is a finite int or float (not a bool); else a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f'{name} must be a number, got {value!r}')
+    if value != value or value in (INF, -INF):
+        raise ValueError(f'{name} must be finite, got {value!r}')
+    return value
 
 
 def _buckets(start: float, end: float, next_bound: Callable[[float], float]) -> Tuple[float, ...]:

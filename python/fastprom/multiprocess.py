@@ -7,7 +7,6 @@ import os
 import warnings
 
 from . import _native
-from .metrics import Gauge
 
 __all__ = ['MultiProcessCollector', 'mark_process_dead', 'compact']
 
@@ -69,9 +68,6 @@ class MultiProcessCollector:
         return families
 
 
-_LIVE_GAUGE_MULTIPROCESS_MODES = {m for m in Gauge._MULTIPROC_MODES if m.startswith('live')}
-
-
 def mark_process_dead(pid, path=None):
     """Do bookkeeping for when one process dies in a multi-process setup.
 
@@ -81,10 +77,8 @@ def mark_process_dead(pid, path=None):
     never go backwards."""
     if path is None:
         path = os.environ.get('PROMETHEUS_MULTIPROC_DIR', os.environ.get('prometheus_multiproc_dir'))
-    for mode in _LIVE_GAUGE_MULTIPROCESS_MODES:
-        for f in glob.glob(os.path.join(path, f'gauge_{mode}_{pid}.db')):
-            os.remove(f)
-    _native.compact_directory(path, [int(pid)])
+    # The compaction deletes the live gauges' files too. No path: the reference's TypeError.
+    _native.compact_directory(os.fspath(path), [int(pid)])
 
 
 def compact(path=None):

@@ -156,8 +156,7 @@ unsafe fn gauge_add(
     slow: &Bound<'_, PyString>,
 ) -> *mut ffi::PyObject {
     if let (true, nargs @ 0..=1) = plain(nargsf, kwnames) {
-        let core = core::<Gauge>(slf);
-        if let (Some(child), false) = (core.observable_child(), core.is_most_recent()) {
+        if let Some(child) = core::<Gauge>(slf).plain_gauge_child() {
             let amount = if nargs == 0 {
                 Some(1.0)
             } else {
@@ -179,12 +178,7 @@ unsafe fn gauge_set_body(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     if let (true, 1) = plain(nargsf, kwnames) {
-        let core = core::<Gauge>(slf);
-        if let (Some(child), false, Some(n)) = (
-            core.observable_child(),
-            core.is_most_recent(),
-            number(*args),
-        ) {
+        if let (Some(child), Some(n)) = (core::<Gauge>(slf).plain_gauge_child(), number(*args)) {
             child.set(n.as_f64());
             return none();
         }

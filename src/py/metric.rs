@@ -311,9 +311,15 @@ impl MetricCore {
         self.state.get().and_then(|s| s.child.as_deref())
     }
 
+    /// The child a gauge's `inc`/`dec`/`set` may update natively: not one in a `mostrecent`
+    /// mode (those refuse `inc` and timestamp `set`, in Python).
     #[inline(always)]
-    pub fn is_most_recent(&self) -> bool {
-        self.state.get().is_some_and(|s| s.most_recent)
+    pub fn plain_gauge_child(&self) -> Option<&Child> {
+        let state = self.state.get()?;
+        if state.most_recent {
+            return None;
+        }
+        state.child.as_deref()
     }
 
     /// A labelled parent's dict of children and tuple of label names (borrowed pointers).
@@ -354,9 +360,13 @@ impl MetricCore {
 
     fn init_child(&self, slf: &Bound<'_, PyAny>, created: f64) -> PyResult<()> {
         let labels: Vec<String> = slf.getattr(intern!(slf.py(), "_labelvalues"))?.extract()?;
-        let labelnames: Vec<String> = slf.getattr(intern!(slf.py(), "_labelnames"))?.extract()?;
         let top_level = labels.is_empty();
         let multiprocess = multiprocess_spec(slf, self.kind)?;
+        // Only multiprocess keys name the labels.
+        let labelnames: Vec<String> = match multiprocess {
+            Some(_) => slf.getattr(intern!(slf.py(), "_labelnames"))?.extract()?,
+            None => Vec::new(),
+        };
         let bounds = upper_bounds(slf, self.kind)?;
         let child = Arc::new(new_cells(
             self.kind,
