@@ -29,6 +29,8 @@ def linear_buckets(start: float, step: float, end: float) -> Tuple[float, ...]:
         linear_buckets(1.0, 1.0, 10.0) == (1.0, 2.0, ..., 9.0, 10.0, inf)
     """
     _check_numbers(start=start, step=step, end=end)
+    if start <= 0:
+        raise ValueError(f'start must be > 0, got {start!r}')
     if step <= 0:
         raise ValueError(f'step must be > 0, got {step!r}')
     return _buckets(start, end, lambda bound: bound + step)
