@@ -5,13 +5,13 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import urllib.request
 
 import pytest
 
 import fastprom
+import prometheus_client
 from fastprom import CollectorRegistry, Counter, Gauge, Histogram
 from fastprom.core import GaugeMetricFamily
 
@@ -138,6 +138,18 @@ def test_failing_collector_gives_500_and_the_server_goes_on(serve, capfd):
         scrape(server)
     assert err.value.code == 500
     assert 'collector broke' in capfd.readouterr().err
+    # The reference's WSGI server answers the same status, type and body.
+    ref_reg = prometheus_client.CollectorRegistry()
+    ref_reg.register(Failing())
+    ref_server, ref_thread = prometheus_client.start_http_server(0, addr='127.0.0.1', registry=ref_reg)
+    try:
+        with pytest.raises(urllib.error.HTTPError) as ref_err:
+            scrape(ref_server)
+    finally:
+        ref_server.shutdown()
+        ref_server.server_close()
+    assert (ref_err.value.code, ref_err.value.headers['Content-Type'], ref_err.value.read()) == (
+        err.value.code, err.value.headers['Content-Type'], err.value.read())
     fail[0] = False
     assert 'fine_total 0.0' in scrape(server)
 
@@ -228,13 +240,17 @@ def test_shutdown_and_close_free_the_port():
 
 
 def test_port_in_use_raises_the_reference_error():
+    errors = []
     with socket.socket() as taken:
         taken.bind(('127.0.0.1', 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        with pytest.raises(OSError) as err:
-            fastprom.start_http_server(port, addr='127.0.0.1')
-    assert err.value.errno == 98
+        for lib in (fastprom, prometheus_client):
+            with pytest.raises(OSError) as err:
+                lib.start_http_server(port, addr='127.0.0.1')
+            errors.append((type(err.value), str(err.value)))
+    assert errors[0] == errors[1]
+    assert errors[0][1] == '[Errno 98] Address already in use'
 
 
 EXIT_WHILE_SCRAPED = textwrap.dedent('''

@@ -7,6 +7,9 @@ import sys
 import textwrap
 import threading
 
+import prometheus_client.multiprocess
+import pytest
+
 import fastprom
 from fastprom import multiprocess
 from libs import family_blocks
@@ -143,7 +146,6 @@ def test_full_disk_is_an_error_not_a_crash(tmp_path):
     disk.mkdir()
     if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=100k', 'tmpfs', str(disk)],
                       capture_output=True).returncode != 0:
-        import pytest
         pytest.skip('cannot mount a small tmpfs here')
     try:
         env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(disk))
@@ -152,3 +154,14 @@ def test_full_disk_is_an_error_not_a_crash(tmp_path):
         assert proc.stdout.split() == ['OSError', '28', '2.0']
     finally:
         subprocess.run(['umount', str(disk)])
+
+
+def test_mark_process_dead_without_a_path_raises_the_reference_error(monkeypatch):
+    monkeypatch.delenv('PROMETHEUS_MULTIPROC_DIR', raising=False)
+    monkeypatch.delenv('prometheus_multiproc_dir', raising=False)
+    errors = []
+    for mp in (multiprocess, prometheus_client.multiprocess):
+        with pytest.raises(TypeError) as err:
+            mp.mark_process_dead(123)
+        errors.append(str(err.value))
+    assert errors[0] == errors[1]
