@@ -42,7 +42,7 @@ def _merges_natively(collector) -> bool:
     """A MultiProcessCollector (not a subclass with its own collect) hands the writers its
     merged families directly."""
     if getattr(type(collector), '_merged_families', None) is None:
-        return False
+        return False  # every other collector: no import on the scrape path
     from .multiprocess import MultiProcessCollector
     return type(collector).collect is MultiProcessCollector.collect
 

@@ -33,6 +33,7 @@ pub(super) enum Format {
 
 /// A family to render: a native metric's (its children are read later, without the GIL), or
 /// one converted from Python.
+#[derive(Clone)]
 pub(super) enum Item {
     Native(Arc<Family>, bool),
     Owned(OwnedFamily),
@@ -91,7 +92,7 @@ fn render<'py>(
     escaping: Escaping,
     format: Format,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let items = gather(py, registry, format)?.items;
+    let items = gather(py, registry, format)?;
     let output = py.detach(|| write_items(items, escaping, format));
     let output = output.map_err(|e| PyErr::from(Error::from(e)))?;
     Ok(PyBytes::new(py, &output))
@@ -113,21 +114,13 @@ pub(super) fn write_items(
     Ok(out)
 }
 
-/// What `gather` found: the items to render and, when every one of them is a native family
-/// read without Python, those families (a plan the HTTP server can reuse without the GIL).
-pub(super) struct Gathered {
-    pub items: Vec<Item>,
-    pub native_only: Option<Vec<Arc<Family>>>,
-    pub use_created: bool,
-}
-
 /// Render items in collection order. Our registry offers `_render_plan()`: its native metrics
 /// as they are and the metrics of every other collector already collected.
 pub(super) fn gather(
     py: Python<'_>,
     registry: &Bound<'_, PyAny>,
     format: Format,
-) -> PyResult<Gathered> {
+) -> PyResult<Vec<Item>> {
     let use_created = python::use_created(py)?;
     let plan = if registry.hasattr("_render_plan")? {
         registry.call_method0("_render_plan")?
@@ -135,35 +128,25 @@ pub(super) fn gather(
         registry.call_method0("collect")?
     };
     let mut items = Vec::new();
-    let mut native_only = Some(Vec::new());
     for entry in plan.try_iter()? {
         let entry = entry?;
         if let Some(core) = metric_core(&entry) {
             if let Some(family) = core.native_family(py) {
                 items.push(Item::Native(family.clone(), use_created));
-                if let Some(families) = native_only.as_mut() {
-                    families.push(family.clone());
-                }
                 continue;
             }
-            native_only = None;
             for metric in entry.call_method0("collect")?.try_iter()? {
                 items.push(Item::Owned(convert(&metric?, format)?));
             }
             continue;
         }
-        native_only = None;
         if let Ok(merged) = entry.cast::<MergedFamilies>() {
             items.extend(merged.get().take().into_iter().map(Item::Owned));
             continue;
         }
         items.push(Item::Owned(convert(&entry, format)?));
     }
-    Ok(Gathered {
-        items,
-        native_only,
-        use_created,
-    })
+    Ok(items)
 }
 
 /// Converts a Python `Metric`; an error gets the metric appended to its args, as the

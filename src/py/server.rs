@@ -19,7 +19,6 @@ use pyo3::prelude::*;
 
 use super::errors::{runtime_error, Error};
 use super::render::{gather, write_items, Format, Item};
-use crate::core::family::Family;
 use crate::core::http::{Handler, Limits, Request, Response, Server};
 use crate::core::model::Escaping;
 
@@ -111,13 +110,12 @@ enum Negotiated {
     Python,
 }
 
-/// The native families a registry renders, valid while its generation and the settings are
-/// those it was made at.
+/// What a registry renders when it is native families only, valid while its generation and
+/// the settings are those it was made at.
 struct Plan {
     generation: u64,
     settings: u64,
-    families: Vec<Arc<Family>>,
-    use_created: bool,
+    items: Vec<Item>,
 }
 
 struct ScrapeHandler {
@@ -227,31 +225,30 @@ impl ScrapeHandler {
         let plan = lock(&self.plan);
         let plan = plan.as_ref()?;
         let valid = plan.generation == generation && plan.settings == settings;
-        if !valid || plan.families.iter().any(|f| f.needs_python()) {
+        let needs_python = |item: &Item| match item {
+            Item::Native(family, _) => family.needs_python(),
+            Item::Owned(_) => true,
+        };
+        if !valid || plan.items.iter().any(needs_python) {
             return None;
         }
-        let items = plan.families.iter();
-        Some(
-            items
-                .map(|f| Item::Native(f.clone(), plan.use_created))
-                .collect(),
-        )
+        Some(plan.items.clone())
     }
 
     /// Gathers under the GIL and remembers the plan when it is all native.
     fn gather_and_plan(&self, py: Python<'_>, format: Format) -> PyResult<Vec<Item>> {
         let generation = self.generation.as_ref().map(|g| g.load(Ordering::Acquire));
         let settings = SETTINGS.load(Ordering::Acquire);
-        let gathered = gather(py, self.registry.bind(py), format)?;
-        if let (Some(generation), Some(families)) = (generation, gathered.native_only) {
+        let items = gather(py, self.registry.bind(py), format)?;
+        let native_only = items.iter().all(|item| matches!(item, Item::Native(..)));
+        if let (Some(generation), true) = (generation, native_only) {
             *lock(&self.plan) = Some(Plan {
                 generation,
                 settings,
-                families,
-                use_created: gathered.use_created,
+                items: items.clone(),
             });
         }
-        Ok(gathered.items)
+        Ok(items)
     }
 
     /// The response of `fastprom.exposition._bake_output`, as the WSGI app gives it.
