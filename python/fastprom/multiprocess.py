@@ -51,21 +51,20 @@ class MultiProcessCollector:
         _warn_skipped(skipped)
         return metrics
 
-    def _files(self):
-        return glob.glob(os.path.join(self._path, '*.db'))
+    def _read_directory(self, read):
+        """`read(files)` on the directory's files, under the lock compactions take; files that
+        could not be read are reported as warnings."""
+        with _native.SharedDirectoryLock(self._path):
+            result, skipped = read(glob.glob(os.path.join(self._path, '*.db')))
+        _warn_skipped(skipped)
+        return result
 
     def collect(self):
-        with _native.SharedDirectoryLock(self._path):
-            metrics, skipped = self._reader.merge(self._files(), True)
-        _warn_skipped(skipped)
-        return metrics
+        return self._read_directory(lambda files: self._reader.merge(files, True))
 
     def _merged_families(self):
         """The merged families as a native object the exposition writers render directly."""
-        with _native.SharedDirectoryLock(self._path):
-            families, skipped = self._reader.families(self._files())
-        _warn_skipped(skipped)
-        return families
+        return self._read_directory(self._reader.families)
 
 
 def mark_process_dead(pid, path=None):
