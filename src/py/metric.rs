@@ -1097,7 +1097,8 @@ impl Gauge {
     fn set(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let child = self.core.child()?;
         let value = amount::float_of(value)?;
-        if self.core.state()?.most_recent {
+        // Only a multiprocess file keeps the timestamp.
+        if self.core.state()?.most_recent && child.is_mapped() {
             child.set_at(value, python::time_now(py)?);
         } else {
             child.set(value);
