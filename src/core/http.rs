@@ -241,11 +241,16 @@ fn serve_connection(stream: TcpStream, handler: &dyn Handler, limits: &Limits) -
                 write_response(&mut &stream, &response, false, false)?;
                 return stream.shutdown(Shutdown::Both);
             }
+            Err(HeadError::Page(page)) => {
+                (&stream).write_all(&page)?;
+                return stream.shutdown(Shutdown::Both);
+            }
+            Err(HeadError::Silent) => return stream.shutdown(Shutdown::Both),
         };
         let keep_alive = head.keep_alive && served + 1 < limits.max_requests_per_connection;
         let response = handler.handle(&head.request);
-        let is_head = head.request.method == "HEAD";
-        write_response(&mut &stream, &response, keep_alive, is_head)?;
+        // HEAD gets the whole answer (the app's 405 and its text), as from the reference's WSGI server.
+        write_response(&mut &stream, &response, keep_alive, head.simple)?;
         if !keep_alive {
             break;
         }
@@ -256,11 +261,17 @@ fn serve_connection(stream: TcpStream, handler: &dyn Handler, limits: &Limits) -
 struct Head {
     request: Request,
     keep_alive: bool,
+    /// An HTTP/0.9 request: the answer is the body alone.
+    simple: bool,
 }
 
 enum HeadError {
     Io(io::Error),
     Bad(&'static str),
+    /// A bare page sent before closing, as Python's server answers a malformed request line.
+    Page(Vec<u8>),
+    /// Close without an answer (an empty request line).
+    Silent,
 }
 
 impl From<io::Error> for HeadError {
@@ -287,17 +298,7 @@ fn read_head(
     let deadline = Instant::now() + limits.head_timeout;
     let mut budget = limits.max_head_bytes;
     let request_line = read_line(reader, stream, deadline, &mut budget)?;
-    let mut parts = request_line.split(' ').filter(|p| !p.is_empty());
-    let (Some(method), Some(target), version) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(HeadError::Bad("400 Bad Request"));
-    };
-    if parts.next().is_some() {
-        return Err(HeadError::Bad("400 Bad Request"));
-    }
-    let version = version.unwrap_or("HTTP/0.9");
-    if !version.starts_with("HTTP/") {
-        return Err(HeadError::Bad("400 Bad Request"));
-    }
+    let (method, target, version) = parse_request_line(&request_line)?;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut request = Request {
         method: method.to_string(),
@@ -310,8 +311,9 @@ fn read_head(
         if line.is_empty() {
             break;
         }
+        // Python's header parser passes over a line without a colon; so does this one.
         let Some((name, value)) = line.split_once(':') else {
-            return Err(HeadError::Bad("400 Bad Request"));
+            continue;
         };
         request.add_header(name.trim().to_ascii_lowercase(), value.trim().to_string());
     }
@@ -331,8 +333,103 @@ fn read_head(
         };
     Ok(Some(Head {
         request,
-        keep_alive,
+        keep_alive: keep_alive && version != "HTTP/0.9",
+        simple: version == "HTTP/0.9",
     }))
+}
+
+/// Splits a request line by the rules of Python's `http.server`, which the reference's server
+/// runs on, and refuses what it refuses with the same page. Such a refusal comes before the
+/// client's HTTP version is known, so it is sent without a status line, as Python sends it.
+fn parse_request_line(line: &str) -> Result<(&str, &str, &str), HeadError> {
+    let words: Vec<&str> = line.split_ascii_whitespace().collect();
+    if words.is_empty() {
+        return Err(HeadError::Silent);
+    }
+    let version = if words.len() >= 3 {
+        let version = words[words.len() - 1];
+        check_version(version)?;
+        version
+    } else {
+        "HTTP/0.9"
+    };
+    if !(2..=3).contains(&words.len()) {
+        return Err(python_error(
+            400,
+            &format!("Bad request syntax ({})", py_repr(line)),
+        ));
+    }
+    if words.len() == 2 && words[0] != "GET" {
+        let message = format!("Bad HTTP/0.9 request type ({})", py_repr(words[0]));
+        return Err(python_error(400, &message));
+    }
+    Ok((words[0], words[1], version))
+}
+
+fn check_version(version: &str) -> Result<(), HeadError> {
+    let bad = || python_error(400, &format!("Bad request version ({})", py_repr(version)));
+    let number = version.strip_prefix("HTTP/").ok_or_else(bad)?;
+    let parts: Vec<&str> = number.split('.').collect();
+    let is_number =
+        |p: &&str| !p.is_empty() && p.len() <= 10 && p.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() != 2 || !parts.iter().all(is_number) {
+        return Err(bad());
+    }
+    let major: u64 = parts[0].parse().map_err(|_| bad())?;
+    if major >= 2 {
+        return Err(python_error(
+            505,
+            &format!("Invalid HTTP version ({number})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Python's `repr` of a str, for the messages above (latin-1 text from the request line).
+fn py_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::from(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..0xa1).contains(&(c as u32)) || c == '\u{ad}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// The error page of Python's `http.server` (its `DEFAULT_ERROR_MESSAGE` layout).
+fn python_error(code: u16, message: &str) -> HeadError {
+    let explain = match code {
+        505 => "Cannot fulfill request.",
+        _ => "Bad request syntax or unsupported method.",
+    };
+    let escaped = message
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let page = format!(
+        "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <meta charset=\"utf-8\">\n        \
+         <title>Error response</title>\n    </head>\n    <body>\n        <h1>Error response</h1>\n        \
+         <p>Error code: {code}</p>\n        <p>Message: {escaped}.</p>\n        \
+         <p>Error code explanation: {code} - {explain}</p>\n    </body>\n</html>\n"
+    );
+    HeadError::Page(page.into_bytes())
 }
 
 /// One CRLF- or LF-terminated line of the head, decoded as latin-1.
@@ -411,8 +508,12 @@ fn write_response(
     out: &mut impl Write,
     response: &Response,
     keep_alive: bool,
-    head_only: bool,
+    body_only: bool,
 ) -> io::Result<()> {
+    if body_only {
+        out.write_all(&response.body)?;
+        return out.flush();
+    }
     // An HTTP/1.0 answer closes the connection without saying so, as Python's servers answer.
     let version = if keep_alive { "HTTP/1.1" } else { "HTTP/1.0" };
     let mut head = format!("{version} {}\r\n", response.status);
@@ -422,9 +523,7 @@ fn write_response(
     head.push_str(&format!("Content-Length: {}\r\n\r\n", response.body.len()));
     // Header values came from Python strings; non-latin-1 text is sent as UTF-8.
     out.write_all(head.as_bytes())?;
-    if !head_only {
-        out.write_all(&response.body)?;
-    }
+    out.write_all(&response.body)?;
     out.flush()
 }
 
@@ -534,10 +633,16 @@ mod tests {
     }
 
     #[test]
-    fn malformed_request_line_gets_400() {
+    fn malformed_request_line_gets_pythons_error_page() {
         let server = start(Limits::default());
         let out = fetch(server.address(), "NONSENSE\r\n\r\n");
-        assert!(out.starts_with("HTTP/1.0 400 "), "{out}");
+        assert!(out.starts_with("<!DOCTYPE HTML>"), "{out}");
+        assert!(
+            out.contains("<p>Message: Bad request syntax ('NONSENSE').</p>"),
+            "{out}"
+        );
+        let out = fetch(server.address(), "GET / HTTP/2.0\r\n\r\n");
+        assert!(out.contains("<p>Error code: 505</p>"), "{out}");
         server.shutdown();
     }
 }
