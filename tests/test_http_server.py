@@ -192,11 +192,6 @@ def test_huge_headers_are_refused_with_431(serve):
     assert scrape(server) == ''
 
 
-def test_malformed_request_gets_400(serve):
-    server = serve(CollectorRegistry())
-    assert raw_exchange(server, b'garbage\r\n\r\n').startswith(b'HTTP/1.0 400')
-
-
 def test_keep_alive_serves_many_requests_on_one_connection(serve):
     reg = CollectorRegistry()
     c = Counter('ka', 'Keep-alive', registry=reg)
