@@ -150,6 +150,27 @@ impl Server {
         }
     }
 
+    /// Accepts one connection and serves it on its own thread, as `socketserver`'s
+    /// `handle_request` does; `false` when none came within `timeout` (`None`: wait).
+    pub fn serve_one(&self, handler: Arc<dyn Handler>, timeout: Option<Duration>) -> bool {
+        let listener = self.listener.read().unwrap_or_else(|p| p.into_inner());
+        let Some(listener) = listener.as_ref() else {
+            return false;
+        };
+        if let Some(timeout) = timeout {
+            if !wait_readable(listener, timeout) {
+                return false;
+            }
+        }
+        match listener.accept() {
+            Ok((stream, _)) => {
+                self.spawn_connection(stream, handler);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     fn spawn_connection(&self, stream: TcpStream, handler: Arc<dyn Handler>) {
         let active = self.connections.fetch_add(1, Ordering::AcqRel);
         if active >= 2 * self.limits.max_connections {
@@ -470,6 +491,18 @@ fn read_line(
             return Ok(line.iter().map(|&b| b as char).collect());
         }
     }
+}
+
+/// Whether a connection is waiting on `listener` within `timeout`.
+fn wait_readable(listener: &TcpListener, timeout: Duration) -> bool {
+    let mut poll = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut poll, 1, millis) > 0 }
 }
 
 fn is_timeout(e: &io::Error) -> bool {

@@ -17,7 +17,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use pyo3::prelude::*;
 
-use super::errors::{runtime_error, Error};
+use super::errors::{runtime_error, value_error, Error};
 use super::render::{gather, write_items, Format, Item};
 use crate::core::http::{Handler, Limits, Request, Response, Server};
 use crate::core::model::Escaping;
@@ -82,6 +82,19 @@ impl MetricsServer {
     fn serve_forever(&self, py: Python<'_>) {
         let handler: Arc<dyn Handler> = self.handler.clone();
         py.detach(|| self.server.serve(handler));
+    }
+
+    /// Serves one connection (on its own thread); `False` if none came within `timeout`.
+    #[pyo3(signature = (timeout=None))]
+    fn handle_request(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = match timeout {
+            Some(t) if !(t.is_finite() && t >= 0.0) => {
+                return Err(value_error("timeout must be >= 0"))
+            }
+            t => t.map(std::time::Duration::from_secs_f64),
+        };
+        let handler: Arc<dyn Handler> = self.handler.clone();
+        Ok(py.detach(|| self.server.serve_one(handler, timeout)))
     }
 
     fn shutdown(&self) {
