@@ -7,40 +7,42 @@ class Timestamp:
     """A nanosecond-resolution timestamp (unhashable, ordered by < and >)."""
 
     def __init__(self, sec: float, nsec: float) -> None:
+        # A negative second count carries its sign into the nanoseconds.
         if nsec < 0 or nsec >= 1e9:
             raise ValueError(f"Invalid value for nanoseconds in Timestamp: {nsec}")
-        if sec < 0:
-            nsec = -nsec
-        self.sec: int = int(sec)
-        self.nsec: int = int(nsec)
+        signed = -nsec if sec < 0 else nsec
+        self.sec, self.nsec = int(sec), int(signed)
+
+    def _key(self):
+        return self.sec, self.nsec
 
     def __str__(self) -> str:
-        return f"{self.sec}.{self.nsec:09d}"
+        return "{}.{:09d}".format(*self._key())
 
     def __repr__(self) -> str:
-        return f"Timestamp({self.sec}, {self.nsec})"
+        return "Timestamp({}, {})".format(*self._key())
 
     def __float__(self) -> float:
-        return float(self.sec) + float(self.nsec) / 1e9
+        whole, frac = self._key()
+        return float(whole) + float(frac) / 1e9
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Timestamp):
-            return False
-        return self.sec == other.sec and self.nsec == other.nsec
+        return isinstance(other, Timestamp) and self._key() == other._key()
 
     def __ne__(self, other: object) -> bool:
         return not self == other
 
     # Only < and > exist; comparing with a non-Timestamp fails on attribute access.
     def __lt__(self, other: "Timestamp") -> bool:
-        if self.sec == other.sec:
-            return self.nsec < other.nsec
-        return self.sec < other.sec
+        return self._key() < (other.sec, other.nsec)
 
     def __gt__(self, other: "Timestamp") -> bool:
-        if self.sec == other.sec:
-            return self.nsec > other.nsec
-        return self.sec > other.sec
+        return self._key() > (other.sec, other.nsec)
+
+
+# Field types, named once (the NamedTuples below are the public API: names, order, defaults).
+_Labels = Dict[str, str]
+_When = Optional[Union[float, Timestamp]]
 
 
 # NamedTuples keep their generated __doc__ (no docstrings), like the reference.
@@ -50,11 +52,15 @@ class BucketSpan(NamedTuple):
     length: int
 
 
+_Spans = Optional[Sequence[BucketSpan]]
+_Deltas = Optional[Sequence[int]]
+
+
 # timestamp: unixtime float, Timestamp, or None.
 class Exemplar(NamedTuple):
-    labels: Dict[str, str]
+    labels: _Labels
     value: float
-    timestamp: Optional[Union[float, Timestamp]] = None
+    timestamp: _When = None
 
 
 class NativeHistogram(NamedTuple):
@@ -63,17 +69,17 @@ class NativeHistogram(NamedTuple):
     schema: int
     zero_threshold: float
     zero_count: float
-    pos_spans: Optional[Sequence[BucketSpan]] = None
-    neg_spans: Optional[Sequence[BucketSpan]] = None
-    pos_deltas: Optional[Sequence[int]] = None
-    neg_deltas: Optional[Sequence[int]] = None
+    pos_spans: _Spans = None
+    neg_spans: _Spans = None
+    pos_deltas: _Deltas = None
+    neg_deltas: _Deltas = None
     nh_exemplars: Optional[Sequence[Exemplar]] = None
 
 
 class Sample(NamedTuple):
     name: str
-    labels: Dict[str, str]
+    labels: _Labels
     value: float
-    timestamp: Optional[Union[float, Timestamp]] = None
+    timestamp: _When = None
     exemplar: Optional[Exemplar] = None
     native_histogram: Optional[NativeHistogram] = None

@@ -53,16 +53,19 @@ def _is_valid_legacy_metric_name(name: str) -> bool:
     return len(name) != 0 and METRIC_NAME_RE.match(name) is not None
 
 
+def _token_error(tok: str) -> ValueError:
+    return ValueError("invalid label name token " + tok)
+
+
 def _validate_metric_label_name_token(tok: str) -> None:
     """Raise ValueError if a parsed label name token is invalid (UTF-8 names must be quoted)."""
     if not tok:
-        raise ValueError("invalid label name token " + tok)
-    quoted = tok[0] == '"' and tok[-1] == '"'
-    if not quoted or _legacy_validation:
-        if not METRIC_LABEL_NAME_RE.match(tok):
-            raise ValueError("invalid label name token " + tok)
-        return
-    tok.encode('utf-8')
+        raise _token_error(tok)
+    if tok[0] == '"' and tok[-1] == '"' and not _legacy_validation:
+        # Any quoted name is acceptable in UTF-8 mode, as long as it encodes.
+        tok.encode('utf-8')
+    elif METRIC_LABEL_NAME_RE.match(tok) is None:
+        raise _token_error(tok)
 
 
 def _validate_labelname(l):
@@ -83,24 +86,33 @@ def _is_valid_legacy_labelname(l: str) -> bool:
     return RESERVED_METRIC_LABEL_NAME_RE.match(l) is None
 
 
+def _check_labelname_for(cls, name) -> None:
+    """A label name must be valid, and not one that cls reserves for itself."""
+    _validate_labelname(name)
+    if name in cls._reserved_labelnames:
+        # The typo is the reference's message.
+        raise ValueError('Reserved label methe fric name: ' + name)
+
+
 def _validate_labelnames(cls, labelnames):
     """Validate label names (also against cls._reserved_labelnames); return them as a tuple."""
-    labelnames = tuple(labelnames)
-    for l in labelnames:
-        _validate_labelname(l)
-        if l in cls._reserved_labelnames:
-            # The typo is the reference's message.
-            raise ValueError('Reserved label methe fric name: ' + l)
-    return labelnames
+    names = tuple(labelnames)
+    for name in names:
+        _check_labelname_for(cls, name)
+    return names
+
+
+_EXEMPLAR_RUNE_LIMIT = 128
+
+
+def _exemplar_label_runes(name, value) -> int:
+    _validate_labelname(name)
+    return len(name) + len(value)
 
 
 def _validate_exemplar(exemplar):
     """Raise ValueError if the exemplar labels are invalid or too long."""
-    runes = 0
-    for k, v in exemplar.items():
-        _validate_labelname(k)
-        runes += len(k)
-        runes += len(v)
-    if runes > 128:
+    total = sum(_exemplar_label_runes(name, value) for name, value in exemplar.items())
+    if total > _EXEMPLAR_RUNE_LIMIT:
         # '%d' is never formatted in the reference message.
         raise ValueError('Exemplar labels have %d UTF-8 characters, exceeding the limit of 128')
