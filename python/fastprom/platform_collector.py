@@ -1,58 +1,42 @@
 """Collector for Python platform information (python_info)."""
 
 import platform as pf
-from typing import Any, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional
 
 from .metrics_core import GaugeMetricFamily, Metric
 from .registry import Collector, CollectorRegistry, REGISTRY
 
 
+def _python_labels(p: Any) -> Dict[str, str]:
+    major, minor, patchlevel = p.python_version_tuple()
+    labels = {'version': p.python_version(), 'implementation': p.python_implementation()}
+    labels.update(zip(('major', 'minor', 'patchlevel'), (major, minor, patchlevel)))
+    return labels
+
+
+def _jvm_labels(p: Any) -> Dict[str, str]:
+    # java_ver() is (release, vendor, (vm_name, vm_release, vm_vendor), os_info).
+    release, _vendor, (vm_name, vm_release, vm_vendor), _os = p.java_ver()
+    return {'jvm_version': release, 'jvm_release': vm_release, 'jvm_vendor': vm_vendor, 'jvm_name': vm_name}
+
+
 class PlatformCollector(Collector):
     """Collector for python platform information"""
 
-    def __init__(self,
-                 registry: Optional[CollectorRegistry] = REGISTRY,
-                 platform: Optional[Any] = None,
-                 ):
-        self._platform = pf if platform is None else platform
-        info = self._info()
+    def __init__(self, registry: Optional[CollectorRegistry] = REGISTRY, platform: Optional[Any] = None):
+        self._platform = platform if platform is not None else pf
+        labels = _python_labels(self._platform)
         if self._platform.system() == "Java":
-            info.update(self._java())
-        self._metrics = [
-            self._add_metric("python_info", "Python platform information", info)
-        ]
+            labels.update(_jvm_labels(self._platform))
+        # Platform facts do not change: one family, built once, returned by every collect().
+        info = GaugeMetricFamily("python_info", "Python platform information", labels=list(labels))
+        info.add_metric(list(labels.values()), 1)
+        self._metrics = [info]
         if registry:
             registry.register(self)
 
     def collect(self) -> Iterable[Metric]:
         return self._metrics
-
-    @staticmethod
-    def _add_metric(name, documentation, data):
-        labels = data.keys()
-        g = GaugeMetricFamily(name, documentation, labels=labels)
-        g.add_metric([data[k] for k in labels], 1)
-        return g
-
-    def _info(self):
-        major, minor, patchlevel = self._platform.python_version_tuple()
-        return {
-            "version": self._platform.python_version(),
-            "implementation": self._platform.python_implementation(),
-            "major": major,
-            "minor": minor,
-            "patchlevel": patchlevel,
-        }
-
-    def _java(self):
-        java_version, _, vminfo, _ = self._platform.java_ver()
-        vm_name, vm_release, vm_vendor = vminfo
-        return {
-            "jvm_version": java_version,
-            "jvm_release": vm_release,
-            "jvm_vendor": vm_vendor,
-            "jvm_name": vm_name,
-        }
 
 
 PLATFORM_COLLECTOR = PlatformCollector()
