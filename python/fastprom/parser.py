@@ -77,40 +77,36 @@ def _bad_text_line(parser, line):
 
 
 def text_fd_to_metric_families(fd: TextIO) -> Iterable[Metric]:
-    """Parse Prometheus text format from a file descriptor.
+    """Parse Prometheus text format from a file descriptor (any iterable of lines); yields Metric's.
 
-    This is a laxer parser than the main Go parser,
-    so successful parsing does not imply that the parsed
-    text meets the specification.
-
-    Yields Metric's.
+    Like the reference, this parser is laxer than Prometheus' own (Go) parser: text it
+    accepts does not necessarily meet the specification.
     """
     yield from _feed_fd(fd, False, _bad_text_line)
 
 
 # Helpers of the reference module, kept for code that imports them.
 
-ESCAPE_SEQUENCES = {
-    '\\\\': '\\',
-    '\\n': '\n',
-    '\\"': '"',
-}
+# The escapes of label values: a backslash before one of these characters stands for its value.
+# HELP text knows only the first two.
+ESCAPE_SEQUENCES = {'\\' + escaped: meant for escaped, meant in (('\\', '\\'), ('n', '\n'), ('"', '"'))}
+ESCAPING_RE = re.compile(r'\\[\\n"]')
+HELP_ESCAPING_RE = re.compile(r'\\[\\n]')
 
 
 def replace_escape_sequence(match: Match[str]) -> str:
+    """The character an escape sequence (a match of ESCAPING_RE) stands for."""
     return ESCAPE_SEQUENCES[match.group(0)]
 
 
-HELP_ESCAPING_RE = re.compile(r'\\[\\n]')
-ESCAPING_RE = re.compile(r'\\[\\n"]')
+def _replace_escaping(s: str) -> str:
+    """s with the escapes of a label value undone."""
+    return ESCAPING_RE.sub(replace_escape_sequence, s)
 
 
 def _replace_help_escaping(s: str) -> str:
+    """s with the escapes of HELP text undone."""
     return HELP_ESCAPING_RE.sub(replace_escape_sequence, s)
-
-
-def _replace_escaping(s: str) -> str:
-    return ESCAPING_RE.sub(replace_escape_sequence, s)
 
 
 def _is_character_escaped(s: str, charpos: int) -> bool:
@@ -176,29 +172,27 @@ def _split_quoted(text, separator, maxsplit=0):
 
 
 def _unquote_unescape(text):
-    """Returns the string, and true if it was quoted."""
+    """(text stripped, unquoted and unescaped, whether it was in double quotes)."""
     if not text:
         return text, False
-    quoted = False
     text = text.strip()
-    if text[0] == '"':
-        if len(text) == 1 or text[-1] != '"':
+    quoted = text[0] == '"'
+    if quoted:
+        if len(text) < 2 or text[-1] != '"':
             raise ValueError("missing close quote")
         text = text[1:-1]
-        quoted = True
-    if "\\" in text:
-        text = _replace_escaping(text)
-    return text, quoted
+    return (_replace_escaping(text) if "\\" in text else text), quoted
 
 
 def _parse_value(value):
-    value = ''.join(value)
-    if value != value.strip() or '_' in value:
-        raise ValueError(f"Invalid value: {value!r}")
+    """An int if the text is one, else a float; surrounding blanks and underscores are refused."""
+    text = ''.join(value)
+    if '_' in text or text.strip() != text:
+        raise ValueError(f"Invalid value: {text!r}")
     try:
-        return int(value)
+        return int(text)
     except ValueError:
-        return float(value)
+        return float(text)
 
 
 def _parse_value_and_timestamp(s: str) -> Tuple[float, Optional[float]]:
