@@ -101,6 +101,8 @@ pub struct Server {
     address: SocketAddr,
     limits: Limits,
     stopping: AtomicBool,
+    /// The address `shutdown`'s wake-up connection came from: not a client, never served.
+    wake_from: std::sync::Mutex<Option<SocketAddr>>,
     connections: Arc<AtomicUsize>,
 }
 
@@ -114,6 +116,7 @@ impl Server {
             address,
             limits,
             stopping: AtomicBool::new(false),
+            wake_from: std::sync::Mutex::new(None),
             connections: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -134,6 +137,7 @@ impl Server {
         };
         while !self.is_stopping() {
             let stream = match listener.accept() {
+                Ok((_, from)) if self.is_wake_up(from) => continue,
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) if self.is_stopping() => break,
@@ -150,6 +154,15 @@ impl Server {
         }
     }
 
+    fn is_wake_up(&self, from: SocketAddr) -> bool {
+        let mut wake_from = self.wake_from.lock().unwrap_or_else(|p| p.into_inner());
+        let is_wake_up = *wake_from == Some(from);
+        if is_wake_up {
+            *wake_from = None;
+        }
+        is_wake_up
+    }
+
     /// Accepts one connection and serves it on its own thread, as `socketserver`'s
     /// `handle_request` does; `false` when none came within `timeout` (`None`: wait).
     pub fn serve_one(&self, handler: Arc<dyn Handler>, timeout: Option<Duration>) -> bool {
@@ -163,6 +176,7 @@ impl Server {
             }
         }
         match listener.accept() {
+            Ok((_, from)) if self.is_wake_up(from) => self.serve_one(handler, timeout),
             Ok((stream, _)) => {
                 self.spawn_connection(stream, handler);
                 true
@@ -225,7 +239,9 @@ impl Server {
                 SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
             });
         }
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Ok(stream) = TcpStream::connect_timeout(&wake, Duration::from_secs(1)) {
+            *self.wake_from.lock().unwrap_or_else(|p| p.into_inner()) = stream.local_addr().ok();
+        }
     }
 }
 
