@@ -1,11 +1,21 @@
 """Collector registries."""
 
 import copy
+from contextlib import contextmanager
 from threading import Lock
 from typing import Dict, Iterable, List, Optional, Protocol, Set
 
 from . import _native
 from .metrics_core import Metric
+from .samples import Sample
+
+
+class DuplicateTimeseries(ValueError):
+    """Raised by register() when a collector's names are already taken; .duplicates holds them."""
+
+    def __init__(self, duplicates: Set[str]):
+        super().__init__(f'Duplicated timeseries in CollectorRegistry: {duplicates}')
+        self.duplicates: Set[str] = duplicates
 
 
 class Collector(Protocol):
@@ -14,15 +24,10 @@ class Collector(Protocol):
 
 
 class _EmptyCollector:
+    """Holds the name 'target_info' in a registry with target info: it has no samples of its own."""
+
     def collect(self) -> Iterable[Metric]:
         return []
-
-
-class DuplicateTimeseries(ValueError):
-    def __init__(self, duplicates: Set[str]):
-        msg = 'Duplicated timeseries in CollectorRegistry: {}'.format(duplicates)
-        super().__init__(msg)
-        self.duplicates: Set[str] = duplicates
 
 
 _TYPE_SUFFIXES = {
@@ -62,69 +67,74 @@ def _renders_natively(collector) -> bool:
 
 
 class CollectorRegistry:
-    """Metric collector registry.
+    """A registry of collectors, whose metrics it collects in registration order.
 
-    Collectors must have a no-argument method 'collect' that returns a list of
-    Metric objects. The returned metrics should be consistent with the Prometheus
-    exposition formats.
+    A collector is any object with a collect() method, taking no argument, that returns
+    Metric objects (consistent with the Prometheus exposition formats).
     """
 
     def __init__(self, auto_describe: bool = False, target_info: Optional[Dict[str, str]] = None,
                  support_collectors_without_names: bool = False):
-        self._collector_to_names: Dict[Collector, List[str]] = {}
-        self._names_to_collectors: Dict[str, Collector] = {}
-        self._auto_describe = auto_describe
         self._lock = Lock()
-        self._target_info: Optional[Dict[str, str]] = {}
-        self._support_collectors_without_names = support_collectors_without_names
-        self._collectors_without_names: List[Collector] = []
         # Bumped on every change, so the native HTTP server knows its render plan is stale.
         self._generation = _native.Generation()
+        # Both directions of "collector produces (and owns) these sample names".
+        self._names_to_collectors: Dict[str, Collector] = {}
+        self._collector_to_names: Dict[Collector, List[str]] = {}
+        # With auto_describe, a collector without describe() is described by a first collect().
+        self._auto_describe = auto_describe
+        # Collectors naming nothing; a restricted registry asks them all when this is on.
+        self._support_collectors_without_names = support_collectors_without_names
+        self._collectors_without_names: List[Collector] = []
+        self._target_info: Optional[Dict[str, str]] = {}
         self.set_target_info(target_info)
+
+    @contextmanager
+    def _changing(self):
+        """Hold the lock for a change; a change that completes moves the generation."""
+        with self._lock:
+            yield
+            self._generation.bump()
 
     def register(self, collector: Collector) -> None:
         """Add a collector to the registry."""
-        with self._lock:
+        with self._changing():
             names = self._get_names(collector)
-            duplicates = set(self._names_to_collectors).intersection(names)
-            if duplicates:
-                raise DuplicateTimeseries(duplicates)
-            for name in names:
-                self._names_to_collectors[name] = collector
+            taken = {name for name in names if name in self._names_to_collectors}
+            if taken:
+                raise DuplicateTimeseries(taken)
+            self._names_to_collectors.update(dict.fromkeys(names, collector))
             self._collector_to_names[collector] = names
-            if self._support_collectors_without_names and not names:
+            if not names and self._support_collectors_without_names:
                 self._collectors_without_names.append(collector)
-            self._generation.bump()
 
     def unregister(self, collector: Collector) -> None:
         """Remove a collector from the registry."""
-        with self._lock:
-            for name in self._collector_to_names[collector]:
+        with self._changing():
+            owned = self._collector_to_names[collector]
+            for name in owned:
                 del self._names_to_collectors[name]
             del self._collector_to_names[collector]
-            if collector in self._collectors_without_names:
-                self._collectors_without_names.remove(collector)
-            self._generation.bump()
+            self._forget_nameless(collector)
+
+    def _forget_nameless(self, collector) -> None:
+        if collector in self._collectors_without_names:
+            self._collectors_without_names.remove(collector)
+
+    def _describer(self, collector):
+        """What lists the collector's metrics for registration: describe(), else collect()
+        when auto-describing, else nothing."""
+        describe = getattr(collector, 'describe', None)
+        if describe:
+            return describe
+        return collector.collect if self._auto_describe else None
 
     def _get_names(self, collector):
         """Get names of timeseries the collector produces and clashes with."""
-        desc_func = None
-        try:
-            desc_func = collector.describe
-        except AttributeError:
-            pass
-        if not desc_func and self._auto_describe:
-            desc_func = collector.collect
-
-        if not desc_func:
+        describe = self._describer(collector)
+        if not describe:
             return []
-
-        result = []
-        for metric in desc_func():
-            result.append(metric.name)
-            for suffix in _TYPE_SUFFIXES.get(metric.type, []):
-                result.append(metric.name + suffix)
-        return result
+        return [name for metric in describe() for name in _series_names(metric)]
 
     def _snapshot(self):
         with self._lock:
@@ -155,33 +165,32 @@ class CollectorRegistry:
         return plan
 
     def restricted_registry(self, names: Iterable[str]) -> "RestrictedRegistry":
-        """Returns an object whose collect() returns only samples with the given names.
-
-            generate_latest(REGISTRY.restricted_registry(['a_timeseries']), escaping)
+        """A view of this registry whose collect() returns only the samples named in names,
+        for instance generate_latest(REGISTRY.restricted_registry(['a_timeseries']), escaping).
 
         Experimental."""
-        names = set(names)
-        return RestrictedRegistry(names, self)
+        return RestrictedRegistry(set(names), self)
 
     def set_target_info(self, labels: Optional[Dict[str, str]]) -> None:
-        with self._lock:
+        with self._changing():
+            # While there is target info, the registry itself owns the name 'target_info'.
+            owns_name = bool(self._target_info)
+            if labels and not owns_name and 'target_info' in self._names_to_collectors:
+                raise ValueError('CollectorRegistry already contains a target_info metric')
             if labels:
-                if not self._target_info and 'target_info' in self._names_to_collectors:
-                    raise ValueError('CollectorRegistry already contains a target_info metric')
                 self._names_to_collectors['target_info'] = _EmptyCollector()
-            elif self._target_info:
+            elif owns_name:
                 self._names_to_collectors.pop('target_info', None)
             self._target_info = labels
-            self._generation.bump()
 
     def get_target_info(self) -> Optional[Dict[str, str]]:
         with self._lock:
             return self._target_info
 
-    def _target_info_metric(self):
-        m = Metric('target', 'Target metadata', 'info')
-        m.add_sample('target_info', self._target_info, 1)
-        return m
+    def _target_info_metric(self) -> Metric:
+        target = Metric('target', 'Target metadata', 'info')
+        target.samples.append(Sample('target_info', self._target_info, 1))
+        return target
 
     def get_sample_value(self, name: str, labels: Optional[Dict[str, str]] = None) -> Optional[float]:
         """Returns the sample value, or None if not found.
@@ -223,27 +232,37 @@ def _find_sample(metrics, name, labels, default):
     return default
 
 
+def _series_names(metric) -> List[str]:
+    """The family's name and the sample names its type adds to it."""
+    name = metric.name
+    return [name] + [name + suffix for suffix in _TYPE_SUFFIXES.get(metric.type, ())]
+
+
 class RestrictedRegistry:
+    """What restricted_registry() returns: the samples of a registry whose names are in a set."""
+
     def __init__(self, names: Iterable[str], registry: CollectorRegistry):
         self._name_set = set(names)
         self._registry = registry
 
+    def _sources(self):
+        """(the target info metric if asked for, the collectors that may have the names)."""
+        registry, wanted = self._registry, self._name_set
+        # Nameless collectors may produce anything, so they are always asked.
+        sources = set(registry._collectors_without_names)
+        with registry._lock:
+            by_name = registry._names_to_collectors
+            info = registry._target_info_metric() if 'target_info' in wanted and registry._target_info else None
+            sources.update(by_name[n] for n in wanted if n != 'target_info' and n in by_name)
+        return info, sources
+
     def collect(self) -> Iterable[Metric]:
-        collectors = set(self._registry._collectors_without_names)
-        target_info_metric = None
-        with self._registry._lock:
-            if 'target_info' in self._name_set and self._registry._target_info:
-                target_info_metric = self._registry._target_info_metric()
-            for name in self._name_set:
-                if name != 'target_info' and name in self._registry._names_to_collectors:
-                    collectors.add(self._registry._names_to_collectors[name])
-        if target_info_metric:
-            yield target_info_metric
-        for collector in collectors:
-            for metric in collector.collect():
-                m = metric._restricted_metric(self._name_set)
-                if m:
-                    yield m
+        info, sources = self._sources()
+        if info:
+            yield info
+        for collector in sources:
+            restricted = (metric._restricted_metric(self._name_set) for metric in collector.collect())
+            yield from filter(None, restricted)
 
 
 REGISTRY = CollectorRegistry(auto_describe=True)
