@@ -261,6 +261,18 @@ def test_swap_default_registry_in_process():
     del c
 
 
+def test_swap_reaches_modules_imported_inside(monkeypatch):
+    import types
+    old = fastprom.REGISTRY
+    module = types.ModuleType("kit_late_module")
+    monkeypatch.setitem(sys.modules, "kit_late_module", module)
+    with swap_default_registry() as fresh:
+        exec("import fastprom\nR = fastprom.REGISTRY\ndef f(registry=fastprom.REGISTRY): return registry",
+             vars(module))
+        assert module.R is fresh
+    assert module.R is old  # a global that held the test's default holds the default again
+
+
 def test_snapshot_of_a_registry():
     registry = CollectorRegistry()
     c = Counter("kit_calls", "h", ["path"], registry=registry)

@@ -19,11 +19,16 @@ import sys
 import tempfile
 import types
 from typing import (
-    Any, Dict, FrozenSet, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union,
+    TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, NamedTuple, Optional,
+    Set, Tuple, Union,
 )
 
+if TYPE_CHECKING:
+    from .registry import CollectorRegistry
+
 __all__ = [
-    'MetricsSnapshot', 'Problem', 'collect_and_compare', 'lint', 'swap_default_registry',
+    'MetricsSnapshot', 'Problem', 'TextFormatError', 'collect_and_compare', 'lint',
+    'swap_default_registry',
     'to_float',
 ]
 
@@ -87,7 +92,7 @@ class _Swap:
                     replaced_kw = {k: (new if d is old else d) for k, d in func.__kwdefaults__.items()}
                     self._set(func, '__kwdefaults__', replaced_kw, setattr)
 
-    def _set(self, obj, key, value, setter):
+    def _set(self, obj: Any, key: str, value: Any, setter: Callable[[Any, str, Any], None]) -> None:
         previous = obj.__dict__[key] if key in getattr(obj, '__dict__', {}) else getattr(obj, key)
         setter(obj, key, value)
         self._undo.append((obj, key, previous))
@@ -106,7 +111,8 @@ def _multiprocess_dir() -> Optional[str]:
 
 
 @contextlib.contextmanager
-def swap_default_registry(registry=None, multiprocess_dir: Optional[str] = None):
+def swap_default_registry(registry: Optional[CollectorRegistry] = None,
+                          multiprocess_dir: Optional[str] = None) -> Iterator[CollectorRegistry]:
     """Within the block, `registry` (a new empty `CollectorRegistry` by default) is the
     process's default registry: `fastprom.REGISTRY`, `prometheus_client.REGISTRY` after
     `fastprom.install()`, module globals elsewhere that held the default registry, and the
@@ -118,7 +124,7 @@ def swap_default_registry(registry=None, multiprocess_dir: Optional[str] = None)
     of earlier tests do not leak in. Yields the registry.
     """
     from . import registry as registry_module
-    from .registry import CollectorRegistry
+    from .registry import CollectorRegistry  # noqa: F811 (at run time)
 
     new = CollectorRegistry(auto_describe=True) if registry is None else registry
     old = registry_module.REGISTRY
@@ -135,6 +141,9 @@ def swap_default_registry(registry=None, multiprocess_dir: Optional[str] = None)
         yield new
     finally:
         swap.undo()
+        # Modules first imported inside the block bound the new registry as their default:
+        # they get the previous one back too.
+        _Swap(new, old)
         if env:
             os.environ.pop(_MULTIPROC_ENV, None)
             os.environ.update(env)
@@ -471,7 +480,7 @@ class _TextParser:
         else:
             fam.series.append(_Series(key, [sample]))
 
-    def _labels(self, line: str, pos: int, name: str, number: int):
+    def _labels(self, line: str, pos: int, name: str, number: int) -> Tuple[List[Tuple[str, str]], int]:
         labels: List[Tuple[str, str]] = []
         seen = set()
         while True:
@@ -638,7 +647,7 @@ def _escape_label(value: str) -> str:
     return value.replace('\\', r'\\').replace('\n', r'\n').replace('"', r'\"')
 
 
-def _canonical(families: Dict[str, _Family], keep: Optional[set], keep_created: set) -> List[str]:
+def _canonical(families: Dict[str, _Family], keep: Optional[Set[str]], keep_created: Set[str]) -> List[str]:
     lines = []
     for name in sorted(families):
         fam = families[name]
