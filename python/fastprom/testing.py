@@ -10,6 +10,8 @@ The pytest fixtures live in `fastprom.pytest_plugin`, registered through the `py
 point, so installing fastprom is enough to use them.
 """
 
+from __future__ import annotations
+
 import contextlib
 import difflib
 import math
@@ -124,7 +126,7 @@ def swap_default_registry(registry: Optional[CollectorRegistry] = None,
     of earlier tests do not leak in. Yields the registry.
     """
     from . import registry as registry_module
-    from .registry import CollectorRegistry  # noqa: F811 (at run time)
+    from .registry import CollectorRegistry
 
     new = CollectorRegistry(auto_describe=True) if registry is None else registry
     old = registry_module.REGISTRY
