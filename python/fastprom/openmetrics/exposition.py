@@ -10,21 +10,17 @@ from typing import Callable
 
 from .. import _native
 from ..utils import floatToGoString, parse_version
-from ..validation import (  # noqa: F401  (re-exported for compatibility)
-    _is_valid_legacy_labelname, _is_valid_legacy_metric_name,
-)
+from ..validation import _is_valid_legacy_labelname, _is_valid_legacy_metric_name  # noqa: F401
 
-CONTENT_TYPE_LATEST = 'application/openmetrics-text; version=1.0.0; charset=utf-8'
-"""Content type of the latest OpenMetrics 1.0 text format"""
-CONTENT_TYPE_LATEST_2_0 = 'application/openmetrics-text; version=2.0.0; charset=utf-8'
-"""Content type of the OpenMetrics 2.0 text format"""
+# Name escaping schemes, as in the Accept header's `escaping=` parameter.
+ALLOWUTF8, UNDERSCORES, DOTS, VALUES = 'allow-utf-8', 'underscores', 'dots', 'values'
 ESCAPING_HEADER_TAG = 'escaping'
 
-
-ALLOWUTF8 = 'allow-utf-8'
-UNDERSCORES = 'underscores'
-DOTS = 'dots'
-VALUES = 'values'
+_MEDIA_TYPE = 'application/openmetrics-text'
+CONTENT_TYPE_LATEST = f'{_MEDIA_TYPE}; version=1.0.0; charset=utf-8'
+"""The OpenMetrics 1.0.0 media type, what an Accept header without a version gets"""
+CONTENT_TYPE_LATEST_2_0 = f'{_MEDIA_TYPE}; version=2.0.0; charset=utf-8'
+"""The OpenMetrics 2.0.0 media type (native histograms)"""
 
 
 def _is_valid_exemplar_metric(metric, sample):
@@ -156,18 +152,18 @@ def _escape(s: str, escaping: str, valid_rune_fn: Callable[[str, int], bool]) ->
 
 
 def _is_legacy_metric_rune(b: str, i: int) -> bool:
-    return _is_legacy_labelname_rune(b, i) or b == ':'
+    """Whether character ``b`` may stand at index ``i`` of a legacy metric name (labels' plus ':')."""
+    return b == ':' or _is_legacy_labelname_rune(b, i)
 
 
 def _is_legacy_labelname_rune(b: str, i: int) -> bool:
+    """Whether character ``b`` may stand at index ``i`` of a legacy label name: ASCII letters and
+    '_' anywhere, digits after the first place."""
     if len(b) != 1:
         raise ValueError("Input 'b' must be a single character.")
-    return (
-        ('a' <= b <= 'z')
-        or ('A' <= b <= 'Z')
-        or b == '_'
-        or ('0' <= b <= '9' and i > 0)
-    )
+    if b.isascii() and (b.isalpha() or b == '_'):
+        return True
+    return i > 0 and b.isascii() and b.isdigit()
 
 
 _SURROGATE_MIN = 0xD800
