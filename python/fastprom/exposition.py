@@ -5,7 +5,6 @@ what ``prometheus_client.exposition`` 0.26.0 answers: which format an Accept hea
 the WSGI app and ``MetricsHandler``, the HTTP(S) server, textfiles and the Pushgateway.
 """
 
-import atexit
 import base64
 from contextlib import closing
 from functools import partial
@@ -17,7 +16,6 @@ from socketserver import ThreadingMixIn
 import ssl
 import sys
 import threading
-import weakref
 from typing import Any, Callable, Dict, List, Literal, NamedTuple, Optional, Sequence, Tuple, Union
 from urllib.error import HTTPError
 from urllib.parse import parse_qs, quote_plus, urlparse
@@ -25,6 +23,7 @@ from urllib.request import BaseHandler, build_opener, HTTPHandler, HTTPRedirectH
 from wsgiref.simple_server import make_server, WSGIRequestHandler, WSGIServer
 
 from . import _native
+from .metrics_server import MetricsServer, _best_family as _get_best_family
 from .openmetrics import exposition as openmetrics
 from .registry import Collector, REGISTRY
 from .utils import floatToGoString, parse_version  # noqa: F401
@@ -247,13 +246,6 @@ class MetricsHandler(BaseHTTPRequestHandler):
         return type(cls.__name__, (cls, object), {'registry': registry})
 
 
-def _get_best_family(address, port):
-    """(address family, address) of the first passive stream address for ``address``."""
-    family, _type, _proto, _name, sockaddr = socket.getaddrinfo(
-        address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    return family, sockaddr[0]
-
-
 def _tls_step(failure: str, step: Callable, *args, **kwargs) -> None:
     """Run one loading step of an SSL context; an OSError is raised again, of the same type,
     with ``failure`` in front of its message."""
@@ -285,57 +277,6 @@ def _get_ssl_ctx(certfile: str, keyfile: str, protocol: int, cafile: Optional[st
     return context
 
 
-class MetricsServer:
-    """The native server `start_http_server` returns, with the parts of `WSGIServer` users
-    touch: `server_address`, `server_port`, `serve_forever`, `shutdown`, `server_close`."""
-
-    def __init__(self, addr: str, port: int, registry: Collector = REGISTRY):
-        self.address_family, addr = _get_best_family(addr, port)
-        sock = socket.socket(self.address_family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((addr, port))
-            sock.listen(128)
-            self.server_address = sock.getsockname()
-        except BaseException:
-            sock.close()
-            raise
-        self.server_port = self.server_address[1]
-        self._native = _native.MetricsServer(sock.detach(), registry)
-        self._stopped = threading.Event()
-        self._stopped.set()
-        _live_servers.add(self)
-
-    def serve_forever(self, poll_interval: float = 0.5) -> None:
-        self._stopped.clear()
-        try:
-            self._native.serve_forever()
-        finally:
-            self._stopped.set()
-
-    def shutdown(self) -> None:
-        """Stops serve_forever and waits until it has returned."""
-        self._native.shutdown()
-        self._stopped.wait()
-
-    def server_close(self) -> None:
-        self._native.close()
-
-    def fileno(self) -> int:
-        return self._native.fileno()
-
-
-_live_servers: "weakref.WeakSet[MetricsServer]" = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_servers() -> None:
-    # Server threads must not be inside Python while the interpreter finalizes.
-    for server in list(_live_servers):
-        server._native.shutdown()
-    _native.drain_at_exit(2.0)
-
-
 def _tls_wsgi_server(addr, port, registry, context_args) -> WSGIServer:
     """The reference's threading WSGI server, its socket wrapped in TLS."""
     family, addr = _get_best_family(addr, port)
@@ -351,7 +292,8 @@ def start_wsgi_server(port: int, addr: str = '0.0.0.0', registry: Collector = RE
                       client_cafile: Optional[str] = None, client_capath: Optional[str] = None,
                       protocol: int = ssl.PROTOCOL_TLS_SERVER, client_auth_required: bool = False,
                       tls_min_version: Optional[ssl.TLSVersion] = None,
-                      tls_max_version: Optional[ssl.TLSVersion] = None) -> Tuple[WSGIServer, threading.Thread]:
+                      tls_max_version: Optional[ssl.TLSVersion] = None
+                      ) -> Tuple[Union[MetricsServer, WSGIServer], threading.Thread]:
     """Serve the metrics of ``registry`` on ``addr``:``port`` from a daemon thread; returns the
     server and the thread.
 
