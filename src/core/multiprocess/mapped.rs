@@ -184,6 +184,7 @@ pub(super) fn encode_file<'a>(entries: impl Iterator<Item = (&'a str, f64, f64)>
 /// Makes the file `capacity` bytes long with its blocks allocated, so that a full disk is an
 /// error here rather than a SIGBUS when a mapped page is first written. Filesystems without
 /// `fallocate` get a plain (sparse) extension.
+#[cfg(target_os = "linux")]
 fn allocate(file: &File, capacity: usize) -> io::Result<()> {
     // SAFETY: posix_fallocate on a descriptor we own.
     match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, capacity as libc::off_t) } {
@@ -191,6 +192,27 @@ fn allocate(file: &File, capacity: usize) -> io::Result<()> {
         libc::EOPNOTSUPP | libc::EINVAL => file.set_len(capacity as u64),
         error => Err(io::Error::from_raw_os_error(error)),
     }
+}
+
+/// Where `posix_fallocate` does not exist (macOS has none in libc): the file grows by writing
+/// zeros past its current end, which allocates the blocks just the same, so a full disk is
+/// still an error here and not a SIGBUS later.
+#[cfg(not(target_os = "linux"))]
+fn allocate(file: &File, capacity: usize) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = file;
+    let end = file.seek(SeekFrom::End(0))? as usize;
+    if end < capacity {
+        let zeros = vec![0u8; 1 << 16];
+        let mut remaining = capacity - end;
+        while remaining > 0 {
+            let n = remaining.min(zeros.len());
+            file.write_all(&zeros[..n])?;
+            remaining -= n;
+        }
+        file.sync_data()?;
+    }
+    Ok(())
 }
 
 fn map(file: &File) -> io::Result<*mut u8> {
