@@ -26,47 +26,54 @@ from .utils import INF
 from .validation import _validate_labelnames, _validate_metric_name
 
 T = TypeVar('T', bound='MetricWrapperBase')
-F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar('F', bound=Callable[..., Any])
+
+_UNITLESS_TYPES = ('info', 'stateset')
 
 
 def _build_full_name(metric_type, name, namespace, subsystem, unit):
+    """namespace_subsystem_name_unit, the empty parts left out; a counter's `_total` is the
+    writers' to add, so it is taken off here."""
     if not name:
         raise ValueError('Metric name should not be empty')
-    full_name = ''
-    if namespace:
-        full_name += namespace + '_'
-    if subsystem:
-        full_name += subsystem + '_'
-    full_name += name
-    if metric_type == 'counter' and full_name.endswith('_total'):
-        full_name = full_name[:-6]  # OpenMetrics names counters without _total.
-    if unit and not full_name.endswith("_" + unit):
-        full_name += "_" + unit
-    if unit and metric_type in ('info', 'stateset'):
+    full_name = '_'.join(part for part in (namespace, subsystem) if part)
+    full_name = f'{full_name}_{name}' if full_name else name
+    if metric_type == 'counter':
+        full_name = full_name[:-len('_total')] if full_name.endswith('_total') else full_name
+    if not unit:
+        return full_name
+    if not full_name.endswith('_' + unit):
+        full_name = f'{full_name}_{unit}'
+    if metric_type in _UNITLESS_TYPES:
         raise ValueError('Metric name is of a type that cannot have a unit: ' + full_name)
     return full_name
 
 
-def _get_use_created() -> bool:
-    return os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", 'False').lower() not in ('true', '1', 't')
+def _created_series_wanted() -> bool:
+    setting = os.environ.get('PROMETHEUS_DISABLE_CREATED_SERIES', 'False')
+    return setting.lower() not in {'true', '1', 't'}
 
+
+_get_use_created = _created_series_wanted
 
 # Read at every collection, so tests may patch it.
-_use_created = _get_use_created()
+_use_created = _created_series_wanted()
+
+
+def _set_created_series(wanted: bool) -> None:
+    global _use_created
+    _use_created = wanted
+    _native.settings_changed()
 
 
 def disable_created_metrics():
-    """Disable exporting _created metrics on counters, histograms, and summaries."""
-    global _use_created
-    _use_created = False
-    _native.settings_changed()
+    """Stop exporting the `_created` series of counters, histograms and summaries."""
+    _set_created_series(False)
 
 
 def enable_created_metrics():
-    """Enable exporting _created metrics on counters, histograms, and summaries."""
-    global _use_created
-    _use_created = True
-    _native.settings_changed()
+    """Export the `_created` series of counters, histograms and summaries again."""
+    _set_created_series(True)
 
 
 def _multiprocess_dir() -> Optional[str]:
@@ -88,16 +95,17 @@ class MetricWrapperBase(Collector):
     _type: Optional[str] = None
     _reserved_labelnames: Sequence[str] = ()
 
+    def _is_parent(self):
+        """A metric with label names whose children hold the values."""
+        return self._labelnames and not self._labelvalues
+
     def _is_observable(self):
-        # A metric without label names, or the child of a labelled metric.
-        return not self._labelnames or (self._labelnames and self._labelvalues)
+        """Unlabelled, or a labelled metric's child: something that holds values."""
+        return not self._is_parent()
 
     def _raise_if_not_observable(self):
-        if not self._is_observable():
-            raise ValueError('%s metric is missing label values' % str(self._type))
-
-    def _is_parent(self):
-        return self._labelnames and not self._labelvalues
+        if self._is_parent():
+            raise ValueError(f'{self._type} metric is missing label values')
 
     def _get_metric(self):
         return Metric(self._name, self._documentation, self._type, self._unit)
@@ -106,52 +114,38 @@ class MetricWrapperBase(Collector):
         return [self._get_metric()]
 
     def collect(self) -> Iterable[Metric]:
-        metric = self._get_metric()
-        for suffix, labels, value, timestamp, exemplar, native_histogram in self._samples():
-            metric.add_sample(self._name + suffix, labels, value, timestamp, exemplar, native_histogram)
-        return [metric]
+        family = self._get_metric()
+        for suffix, *rest in self._samples():
+            family.add_sample(self._name + suffix, *rest)
+        return [family]
 
     def __str__(self) -> str:
-        return f"{self._type}:{self._name}"
+        return f'{self._type}:{self._name}'
 
     def __repr__(self) -> str:
-        metric_type = type(self)
-        return f"{metric_type.__module__}.{metric_type.__name__}({self._name})"
+        cls = type(self)
+        return f'{cls.__module__}.{cls.__name__}({self._name})'
 
-    def __init__(self: T,
-                 name: str,
-                 documentation: str,
-                 labelnames: Iterable[str] = (),
-                 namespace: str = '',
-                 subsystem: str = '',
-                 unit: str = '',
+    def __init__(self: T, name: str, documentation: str, labelnames: Iterable[str] = (),
+                 namespace: str = '', subsystem: str = '', unit: str = '',
                  registry: Optional[CollectorRegistry] = REGISTRY,
-                 _labelvalues: Optional[Sequence[str]] = None,
-                 ) -> None:
-        self._original_name = name
-        self._namespace = namespace
-        self._subsystem = subsystem
+                 _labelvalues: Optional[Sequence[str]] = None) -> None:
+        self._original_name, self._namespace, self._subsystem = name, namespace, subsystem
         self._name = _build_full_name(self._type, name, namespace, subsystem, unit)
         self._labelnames = _validate_labelnames(self, labelnames)
         self._labelvalues = tuple(_labelvalues or ())
         self._kwargs: Dict[str, Any] = {}
-        self._documentation = documentation
-        self._unit = unit
-
+        self._documentation, self._unit = documentation, unit
         _validate_metric_name(self._name)
-
         if self._is_parent():
             # _lock serialises adding and removing children; lookups read _metrics without it.
             self._lock = Lock()
             self._metrics = self._init_parent()
-
-        if self._is_observable():
+        else:
             self._metric_init()
-
-        if not self._labelvalues:
-            # Register the labelled parent, or the unlabelled metric itself.
-            if registry:
-                registry.register(self)
+        # Children are not registered: their parent collects them.
+        if registry and not self._labelvalues:
+            registry.register(self)
 
     def _init_parent(self) -> Dict[Tuple[str, ...], Any]:
         """Return the dict of children. Native metrics keep the same dict in Rust."""
@@ -164,50 +158,22 @@ class MetricWrapperBase(Collector):
         """Children were removed (all of them when keys is None)."""
 
     def _new_child(self: T, labelvalues: Tuple[str, ...]) -> T:
-        # Built with the reference's call shape: subclasses rely on it.
-        original_name = getattr(self, '_original_name', self._name)
-        namespace = getattr(self, '_namespace', '')
-        subsystem = getattr(self, '_subsystem', '')
-        unit = getattr(self, '_unit', '')
-        child_kwargs = dict(self._kwargs) if self._kwargs else {}
-        for k in ('namespace', 'subsystem', 'unit'):
-            child_kwargs.pop(k, None)
-        return self.__class__(
-            original_name,
-            documentation=self._documentation,
-            labelnames=self._labelnames,
-            namespace=namespace,
-            subsystem=subsystem,
-            unit=unit,
-            _labelvalues=labelvalues,
-            **child_kwargs
-        )
+        # Called as the reference builds children (keyword arguments, the extra constructor
+        # arguments from _kwargs): subclasses rely on that call.
+        extra = {k: v for k, v in (self._kwargs or {}).items()
+                 if k not in ('namespace', 'subsystem', 'unit')}
+        return type(self)(
+            getattr(self, '_original_name', self._name), documentation=self._documentation,
+            labelnames=self._labelnames, namespace=getattr(self, '_namespace', ''),
+            subsystem=getattr(self, '_subsystem', ''), unit=getattr(self, '_unit', ''),
+            _labelvalues=labelvalues, **extra)
 
     def labels(self: T, *labelvalues: object, **labelkwargs: object) -> T:
         """Return the child for the given labelset.
 
         Native metrics answer from Rust when the child exists and come here otherwise.
         """
-        if not self._labelnames:
-            raise ValueError('No label names were set when constructing %s' % self)
-
-        if self._labelvalues:
-            raise ValueError('{} already has labels set ({}); can not chain calls to .labels()'.format(
-                self,
-                dict(zip(self._labelnames, self._labelvalues))
-            ))
-
-        if labelvalues and labelkwargs:
-            raise ValueError("Can't pass both *args and **kwargs")
-
-        if labelkwargs:
-            if sorted(labelkwargs) != sorted(self._labelnames):
-                raise ValueError('Incorrect label names')
-            key = tuple(str(labelkwargs[name]) for name in self._labelnames)
-        else:
-            if len(labelvalues) != len(self._labelnames):
-                raise ValueError('Incorrect label count')
-            key = tuple(str(value) for value in labelvalues)
+        key = self._child_key(labelvalues, labelkwargs)
         with self._lock:
             child = self._metrics.get(key)
             if child is None:
@@ -218,10 +184,28 @@ class MetricWrapperBase(Collector):
 
     _labels_slow = labels
 
-    def remove(self, *labelvalues: Any) -> None:
+    def _require_label_names(self) -> None:
         if not self._labelnames:
-            raise ValueError('No label names were set when constructing %s' % self)
+            raise ValueError(f'No label names were set when constructing {self}')
 
+    def _child_key(self, positional: tuple, named: dict) -> Tuple[str, ...]:
+        """The children dict's key for a `labels()` call, or the reference's error."""
+        self._require_label_names()
+        if self._labelvalues:
+            given = dict(zip(self._labelnames, self._labelvalues))
+            raise ValueError(f'{self} already has labels set ({given}); can not chain calls to .labels()')
+        if positional and named:
+            raise ValueError("Can't pass both *args and **kwargs")
+        if not named:
+            if len(positional) != len(self._labelnames):
+                raise ValueError('Incorrect label count')
+            return tuple(map(str, positional))
+        if sorted(named) != sorted(self._labelnames):
+            raise ValueError('Incorrect label names')
+        return tuple(str(named[label]) for label in self._labelnames)
+
+    def remove(self, *labelvalues: Any) -> None:
+        self._require_label_names()
         if len(labelvalues) != len(self._labelnames):
             raise ValueError('Incorrect label count (expected %d, got %s)' % (len(self._labelnames), labelvalues))
         key = tuple(str(value) for value in labelvalues)
@@ -230,8 +214,7 @@ class MetricWrapperBase(Collector):
 
     def remove_by_labels(self, labels: dict[str, str]) -> None:
         """Remove all series whose labelset partially matches the given labels."""
-        if not self._labelnames:
-            raise ValueError('No label names were set when constructing %s' % self)
+        self._require_label_names()
 
         if not isinstance(labels, dict):
             raise TypeError("labels must be a dict of {label_name: label_value}")
@@ -267,19 +250,16 @@ class MetricWrapperBase(Collector):
                 self._unlink_children([key])
 
     def _samples(self) -> Iterable[Sample]:
-        if self._is_parent():
-            return self._multi_samples()
-        else:
-            return self._child_samples()
+        return self._multi_samples() if self._is_parent() else self._child_samples()
 
     def _multi_samples(self) -> Iterable[Sample]:
         with self._lock:
-            metrics = self._metrics.copy()
-        for labels, metric in metrics.items():
-            series_labels = list(zip(self._labelnames, labels))
-            for suffix, sample_labels, value, timestamp, exemplar, native_histogram in metric._samples():
-                yield Sample(suffix, dict(series_labels + list(sample_labels.items())), value, timestamp, exemplar,
-                             native_histogram)
+            children = list(self._metrics.items())
+        for key, child in children:
+            child_labels = dict(zip(self._labelnames, key))
+            for suffix, labels, *rest in child._samples():
+                # The child's own labels (le, quantile) come after the metric's.
+                yield Sample(suffix, {**child_labels, **labels}, *rest)
 
     def _child_samples(self) -> Iterable[Sample]:  # pragma: no cover
         raise NotImplementedError('_child_samples() must be implemented by %r' % self)
@@ -313,6 +293,10 @@ class _CounterMethods:
         return ExceptionCounter(self, exception)
 
 
+_GaugeMode = Literal['all', 'liveall', 'min', 'livemin', 'max', 'livemax', 'sum', 'livesum',
+                     'mostrecent', 'livemostrecent']
+
+
 class _GaugeMethods:
     """Gauge metric, to report instantaneous values.
 
@@ -324,38 +308,21 @@ class _GaugeMethods:
     `inc`, `dec` and `set` are native.
     """
     _type = 'gauge'
-    _MULTIPROC_MODES = frozenset(('all', 'liveall', 'min', 'livemin', 'max', 'livemax', 'sum', 'livesum',
-                                  'mostrecent', 'livemostrecent'))
+    _MULTIPROC_MODES = frozenset(_GaugeMode.__args__)  # type: ignore[attr-defined]
     _MOST_RECENT_MODES = frozenset(('mostrecent', 'livemostrecent'))
 
-    def __init__(self,
-                 name: str,
-                 documentation: str,
-                 labelnames: Iterable[str] = (),
-                 namespace: str = '',
-                 subsystem: str = '',
-                 unit: str = '',
+    def __init__(self, name: str, documentation: str, labelnames: Iterable[str] = (),
+                 namespace: str = '', subsystem: str = '', unit: str = '',
                  registry: Optional[CollectorRegistry] = REGISTRY,
                  _labelvalues: Optional[Sequence[str]] = None,
-                 multiprocess_mode: Literal['all', 'liveall', 'min', 'livemin', 'max', 'livemax', 'sum', 'livesum',
-                                            'mostrecent', 'livemostrecent'] = 'all',
-                 ):
-        self._multiprocess_mode = multiprocess_mode
+                 multiprocess_mode: _GaugeMode = 'all'):
         if multiprocess_mode not in self._MULTIPROC_MODES:
             raise ValueError('Invalid multiprocess mode: ' + multiprocess_mode)
-        MetricWrapperBase.__init__(
-            self,
-            name=name,
-            documentation=documentation,
-            labelnames=labelnames,
-            namespace=namespace,
-            subsystem=subsystem,
-            unit=unit,
-            registry=registry,
-            _labelvalues=_labelvalues,
-        )
-        self._kwargs['multiprocess_mode'] = self._multiprocess_mode
-        self._is_most_recent = self._multiprocess_mode in self._MOST_RECENT_MODES
+        self._multiprocess_mode = multiprocess_mode
+        MetricWrapperBase.__init__(self, name, documentation, labelnames, namespace, subsystem,
+                                   unit, registry, _labelvalues)
+        self._kwargs['multiprocess_mode'] = multiprocess_mode
+        self._is_most_recent = multiprocess_mode in self._MOST_RECENT_MODES
 
     def _metric_init(self) -> None:
         self._init_child(0.0)
@@ -420,41 +387,26 @@ class _HistogramMethods:
     _reserved_labelnames = ['le']
     DEFAULT_BUCKETS = (.005, .01, .025, .05, .075, .1, .25, .5, .75, 1.0, 2.5, 5.0, 7.5, 10.0, INF)
 
-    def __init__(self,
-                 name: str,
-                 documentation: str,
-                 labelnames: Iterable[str] = (),
-                 namespace: str = '',
-                 subsystem: str = '',
-                 unit: str = '',
+    def __init__(self, name: str, documentation: str, labelnames: Iterable[str] = (),
+                 namespace: str = '', subsystem: str = '', unit: str = '',
                  registry: Optional[CollectorRegistry] = REGISTRY,
                  _labelvalues: Optional[Sequence[str]] = None,
-                 buckets: Sequence[Union[float, str]] = DEFAULT_BUCKETS,
-                 ):
+                 buckets: Sequence[Union[float, str]] = DEFAULT_BUCKETS):
         self._prepare_buckets(buckets)
-        MetricWrapperBase.__init__(
-            self,
-            name=name,
-            documentation=documentation,
-            labelnames=labelnames,
-            namespace=namespace,
-            subsystem=subsystem,
-            unit=unit,
-            registry=registry,
-            _labelvalues=_labelvalues,
-        )
+        MetricWrapperBase.__init__(self, name, documentation, labelnames, namespace, subsystem,
+                                   unit, registry, _labelvalues)
         self._kwargs['buckets'] = buckets
 
     def _prepare_buckets(self, source_buckets: Sequence[Union[float, str]]) -> None:
-        buckets = [float(b) for b in source_buckets]
-        if buckets != sorted(buckets):
-            # Probably a mistake by the caller, so raise rather than sort.
+        bounds = list(map(float, source_buckets))
+        # Unsorted bounds are a mistake of the caller's: refused, not sorted.
+        if any(low > high for low, high in zip(bounds, bounds[1:])):
             raise ValueError('Buckets not in sorted order')
-        if buckets and buckets[-1] != INF:
-            buckets.append(INF)
-        if len(buckets) < 2:
+        if bounds and bounds[-1] != INF:
+            bounds.append(INF)
+        if len(bounds) < 2:
             raise ValueError('Must have at least two buckets')
-        self._upper_bounds = buckets
+        self._upper_bounds = bounds
 
     def _metric_init(self) -> None:
         self._init_child(time.time())
@@ -492,87 +444,64 @@ Histogram = _graft(_native.Histogram, _HistogramMethods)
 
 
 class Info(MetricWrapperBase):
-    """Info metric, key-value pairs.
-
-        i = Info('my_build', 'Description of info')
-        i.info({'version': '1.2.3', 'buildhost': 'foo@bar'})
-
-    Info metrics do not work in multiprocess mode.
-    """
+    """Key-value pairs about the process, exposed as one `_info` series:
+    `Info('my_build', 'Build facts').info({'version': '1.2.3'})`. Not in multiprocess mode."""
     _type = 'info'
 
     def _metric_init(self):
-        self._labelname_set = set(self._labelnames)
         self._lock = Lock()
         self._value = {}
+        self._labelname_set = set(self._labelnames)
 
     def info(self, val: Dict[str, str]) -> None:
-        """Set info metric."""
-        if self._labelname_set.intersection(val.keys()):
-            raise ValueError('Overlapping labels for Info metric, metric: {} child: {}'.format(
-                self._labelnames, val))
-        if any(i is None for i in val.values()):
+        """Replace the key-value pairs."""
+        if not self._labelname_set.isdisjoint(val.keys()):
+            raise ValueError(f'Overlapping labels for Info metric, metric: {self._labelnames} child: {val}')
+        if any(value is None for value in val.values()):
             raise ValueError('Label value cannot be None')
+        pairs = dict(val)
         with self._lock:
-            self._value = dict(val)
+            self._value = pairs
 
     def _child_samples(self) -> Iterable[Sample]:
         with self._lock:
-            return (Sample('_info', self._value, 1.0, None, None),)
+            pairs = self._value
+        return (Sample('_info', pairs, 1.0, None, None),)
 
 
 class Enum(MetricWrapperBase):
-    """Enum metric, which of a set of states is true.
-
-        e = Enum('task_state', 'Description of enum', states=['starting', 'running', 'stopped'])
-        e.state('running')
-
-    The first listed state is the default. Enum metrics do not work in multiprocess mode.
-    """
+    """Which one of a set of states holds, exposed as a stateset: `Enum('task_state', 'State',
+    states=['starting', 'running']).state('running')`. The first state holds at first. Not in
+    multiprocess mode."""
     _type = 'stateset'
 
-    def __init__(self,
-                 name: str,
-                 documentation: str,
-                 labelnames: Sequence[str] = (),
-                 namespace: str = '',
-                 subsystem: str = '',
-                 unit: str = '',
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
+                 namespace: str = '', subsystem: str = '', unit: str = '',
                  registry: Optional[CollectorRegistry] = REGISTRY,
                  _labelvalues: Optional[Sequence[str]] = None,
-                 states: Optional[Sequence[str]] = None,
-                 ):
+                 states: Optional[Sequence[str]] = None):
         if name in labelnames:
             raise ValueError(f'Overlapping labels for Enum metric: {name}')
         if not states:
             raise ValueError(f'No states provided for Enum metric: {name}')
-        MetricWrapperBase.__init__(
-            self,
-            name=name,
-            documentation=documentation,
-            labelnames=labelnames,
-            namespace=namespace,
-            subsystem=subsystem,
-            unit=unit,
-            registry=registry,
-            _labelvalues=_labelvalues,
-        )
-        self._kwargs['states'] = self._states = states
+        MetricWrapperBase.__init__(self, name, documentation, labelnames, namespace, subsystem,
+                                   unit, registry, _labelvalues)
+        self._states = states
+        self._kwargs['states'] = states
 
     def _metric_init(self) -> None:
-        self._value = 0
         self._lock = Lock()
+        self._value = 0  # the index of the state that holds
 
     def state(self, state: str) -> None:
-        """Set enum metric state."""
+        """Make `state` the one that holds."""
         self._raise_if_not_observable()
+        index = self._states.index(state)
         with self._lock:
-            self._value = self._states.index(state)
+            self._value = index
 
     def _child_samples(self) -> Iterable[Sample]:
         with self._lock:
-            return [
-                Sample('', {self._name: s}, 1 if i == self._value else 0, None, None)
-                for i, s
-                in enumerate(self._states)
-            ]
+            current = self._value
+        return [Sample('', {self._name: state}, int(index == current), None, None)
+                for index, state in enumerate(self._states)]
