@@ -5,38 +5,41 @@ same `inc`/`set`/`get`/`set_exemplar`/`get_exemplar` methods). `MutexValue` is k
 builds value objects itself.
 """
 
-from threading import Lock
+import threading
 
 
 class MutexValue:
-    """A float protected by a mutex."""
+    """One float and its exemplar, each read and written under the object's lock."""
 
     _multiprocess = False
 
     def __init__(self, typ, metric_name, name, labelnames, labelvalues, help_text, **kwargs):
-        self._value = 0.0
-        self._exemplar = None
-        self._lock = Lock()
+        self._guard = threading.Lock()
+        self._state = [0.0, None]  # value, exemplar
+
+    def _put(self, index, item):
+        with self._guard:
+            self._state[index] = item
+
+    def _read(self, index):
+        with self._guard:
+            return self._state[index]
 
     def inc(self, amount):
-        with self._lock:
-            self._value += amount
+        with self._guard:
+            self._state[0] += amount
 
     def set(self, value, timestamp=None):
-        with self._lock:
-            self._value = value
-
-    def set_exemplar(self, exemplar):
-        with self._lock:
-            self._exemplar = exemplar
+        self._put(0, value)
 
     def get(self):
-        with self._lock:
-            return self._value
+        return self._read(0)
+
+    def set_exemplar(self, exemplar):
+        self._put(1, exemplar)
 
     def get_exemplar(self):
-        with self._lock:
-            return self._exemplar
+        return self._read(1)
 
 
 ValueClass = MutexValue
