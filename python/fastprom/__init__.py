@@ -4,29 +4,48 @@ Use it in place of prometheus_client (`from fastprom import Counter`), or call
 `fastprom.install()` once so that every `import prometheus_client` gets fastprom.
 """
 
-from . import (
-    exposition, gc_collector, metrics, metrics_core, platform_collector,
-    process_collector, registry,
-)
+from . import exposition
+from . import gc_collector
+from . import metrics
+from . import metrics_core
+from . import platform_collector
+from . import process_collector
+from . import registry
 from ._install import install
-from .buckets import exponential_buckets, linear_buckets
-from .exposition import (
-    CONTENT_TYPE_LATEST, CONTENT_TYPE_PLAIN_0_0_4, CONTENT_TYPE_PLAIN_1_0_0,
-    delete_from_gateway, generate_latest, instance_ip_grouping_key,
-    make_asgi_app, make_wsgi_app, MetricsHandler, push_to_gateway,
-    pushadd_to_gateway, start_http_server, start_wsgi_server,
-    write_to_textfile,
-)
-from .gc_collector import GC_COLLECTOR, GCCollector
-from .metrics import (
-    Counter, disable_created_metrics, enable_created_metrics, Enum, Gauge,
-    Histogram, Info, Summary,
-)
+from .buckets import exponential_buckets
+from .buckets import linear_buckets
+from .exposition import CONTENT_TYPE_LATEST
+from .exposition import CONTENT_TYPE_PLAIN_0_0_4
+from .exposition import CONTENT_TYPE_PLAIN_1_0_0
+from .exposition import delete_from_gateway
+from .exposition import generate_latest
+from .exposition import instance_ip_grouping_key
+from .exposition import make_asgi_app
+from .exposition import make_wsgi_app
+from .exposition import MetricsHandler
+from .exposition import push_to_gateway
+from .exposition import pushadd_to_gateway
+from .exposition import start_http_server
+from .exposition import start_wsgi_server
+from .exposition import write_to_textfile
+from .gc_collector import GC_COLLECTOR
+from .gc_collector import GCCollector
+from .metrics import Counter
+from .metrics import disable_created_metrics
+from .metrics import enable_created_metrics
+from .metrics import Enum
+from .metrics import Gauge
+from .metrics import Histogram
+from .metrics import Info
+from .metrics import Summary
 from .metrics_core import Metric
 from .parser import text_string_to_metric_families
-from .platform_collector import PLATFORM_COLLECTOR, PlatformCollector
-from .process_collector import PROCESS_COLLECTOR, ProcessCollector
-from .registry import CollectorRegistry, REGISTRY
+from .platform_collector import PLATFORM_COLLECTOR
+from .platform_collector import PlatformCollector
+from .process_collector import PROCESS_COLLECTOR
+from .process_collector import ProcessCollector
+from .registry import CollectorRegistry
+from .registry import REGISTRY
 
 __version__ = "0.1.0"
 

@@ -15,14 +15,17 @@ _GC_COUNTERS = (
 )
 
 
+def _has_gc_stats() -> bool:
+    # Only CPython provides meaningful gc.get_stats().
+    return platform.python_implementation() == 'CPython' and hasattr(gc, 'get_stats')
+
+
 class GCCollector(Collector):
     """Collector for Garbage collection statistics."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY):
-        # Only CPython provides meaningful gc.get_stats().
-        if not hasattr(gc, 'get_stats') or platform.python_implementation() != 'CPython':
-            return
-        registry.register(self)
+        if _has_gc_stats():
+            registry.register(self)
 
     def collect(self) -> Iterable[Metric]:
         families = [

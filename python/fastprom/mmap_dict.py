@@ -44,15 +44,19 @@ class MmapedDict:
     Not thread safe: one writer per file, as in multiprocess mode."""
 
     def __init__(self, filename: str, read_mode: bool = False):
-        self._f = open(filename, 'rb' if read_mode else 'a+b')
         self._fname = filename
-        capacity = os.fstat(self._f.fileno()).st_size
-        if capacity == 0:
-            self._f.truncate(_INITIAL_MMAP_SIZE)
-            capacity = _INITIAL_MMAP_SIZE
-        self._capacity = capacity
-        access = mmap.ACCESS_READ if read_mode else mmap.ACCESS_WRITE
-        self._m = mmap.mmap(self._f.fileno(), self._capacity, access=access)
+        if read_mode:
+            mode, access = 'rb', mmap.ACCESS_READ
+        else:
+            mode, access = 'a+b', mmap.ACCESS_WRITE
+        self._f = open(filename, mode)
+        size = os.fstat(self._f.fileno()).st_size
+        if not size:
+            # A new (empty) file starts at the initial mapping size.
+            size = _INITIAL_MMAP_SIZE
+            self._f.truncate(size)
+        self._capacity = size
+        self._m = mmap.mmap(self._f.fileno(), size, access=access)
         self._positions = {}
         self._used = _unpack_integer(self._m, 0)[0]
         if self._used == 0:
@@ -70,15 +74,21 @@ class MmapedDict:
         return _entries(data, used)
 
     def _init_value(self, key: str) -> None:
-        value = _padded_entry(key)
-        while self._used + len(value) > self._capacity:
-            self._capacity *= 2
-            self._f.truncate(self._capacity)
-            self._m = mmap.mmap(self._f.fileno(), self._capacity)
-        self._m[self._used:self._used + len(value)] = value
-        self._used += len(value)
-        self._m[0:4] = _pack_integer_func(self._used)
-        self._positions[key] = self._used - 16
+        entry = _padded_entry(key)
+        start = self._used
+        end = start + len(entry)
+        if end > self._capacity:
+            # Grow by doubling until the entry fits, then map the larger file.
+            grown = self._capacity
+            while grown < end:
+                grown <<= 1
+            self._f.truncate(grown)
+            self._capacity = grown
+            self._m = mmap.mmap(self._f.fileno(), grown)
+        self._m[start:end] = entry
+        self._used = end
+        self._m[0:4] = _pack_integer_func(end)
+        self._positions[key] = end - 16
 
     def read_all_values(self) -> Iterator[Tuple[str, float, float]]:
         for key, value, timestamp, _ in _entries(self._m, self._used):

@@ -41,11 +41,11 @@ class MultiProcessCollector:
 
     @staticmethod
     def merge(files, accumulate=True):
-        """Merge metrics from given mmap files.
+        """The metrics merged from the given multiprocess (mmap) files.
 
-        By default, histograms are accumulated, as per prometheus wire format.
-        But if writing the merged data back to mmap files, use
-        accumulate=False to avoid compound accumulation.
+        Histogram buckets come out cumulative (accumulate=True), as the exposition formats
+        want them; pass accumulate=False when the result is written back to files, so that
+        buckets are not accumulated twice.
         """
         metrics, skipped = _native.MultiProcessReader().merge(list(files), accumulate)
         _warn_skipped(skipped)

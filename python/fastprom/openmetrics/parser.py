@@ -50,11 +50,8 @@ def _bad_om_line(parser, line):
 def text_fd_to_metric_families(fd):
     """Parse Prometheus text format from a file descriptor.
 
-    This is a laxer parser than the main Go parser,
-    so successful parsing does not imply that the parsed
-    text meets the specification.
-
-    Yields Metric's.
+    Yields Metric's. The parser is laxer than the Go one: text it accepts
+    is not necessarily valid by the specification.
     """
     yield from _feed_fd(fd, True, _bad_om_line)
 
@@ -65,10 +62,9 @@ _CANONICAL_NUMBERS = {float("inf")}
 
 
 def _isUncanonicalNumber(s):
-    f = float(s)
-    if f not in _CANONICAL_NUMBERS:
-        return False  # Only the canonical numbers are required to be canonical.
-    return s != floatToGoString(f)
+    # Only the numbers in _CANONICAL_NUMBERS have a single required spelling.
+    value = float(s)
+    return value in _CANONICAL_NUMBERS and floatToGoString(value) != s
 
 
 def _replace_escape_sequence(match):
@@ -103,19 +99,30 @@ def _is_character_escaped(s, charpos):
 
 
 def _parse_timestamp(timestamp):
-    timestamp = ''.join(timestamp)
-    if not timestamp:
+    text = ''.join(timestamp)
+    if not text:
         return None
-    if timestamp != timestamp.strip() or '_' in timestamp:
-        raise ValueError(f"Invalid timestamp: {timestamp!r}")
-    try:
-        return Timestamp(int(timestamp), 0)
-    except ValueError:
+    invalid = ValueError(f"Invalid timestamp: {text!r}")
+    if '_' in text or text.strip() != text:
+        raise invalid
+    # Integer seconds, then seconds.fraction (nanoseconds kept exactly), then any float.
+    for build in (_ts_whole, _ts_fraction):
         try:
-            sec, frac = timestamp.split('.', 1)
-            return Timestamp(int(sec), int(frac[:9].ljust(9, "0")))
+            return build(text)
         except ValueError:
-            ts = float(timestamp)
-            if math.isnan(ts) or math.isinf(ts):
-                raise ValueError(f"Invalid timestamp: {timestamp!r}")
-            return ts
+            pass
+    seconds = float(text)
+    if math.isinf(seconds) or math.isnan(seconds):
+        raise invalid
+    return seconds
+
+
+def _ts_whole(text):
+    return Timestamp(int(text), 0)
+
+
+def _ts_fraction(text):
+    whole, _, digits = text.partition('.')
+    if not _:
+        raise ValueError(text)
+    return Timestamp(int(whole), int(digits[:9].ljust(9, "0")))
