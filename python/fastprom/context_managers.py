@@ -1,22 +1,29 @@
 """Context managers / decorators behind count_exceptions(), track_inprogress() and time().
 
-Used as decorators they keep the decorated function's signature. Decorating an
-``async def`` gives a coroutine function whose measurement spans the awaited call.
+All three are native (`ExceptionCounter`, `InprogressTracker`, `Timer`): `with` runs their
+`__enter__`/`__exit__` without Python frames. Used as decorators on a plain function they give
+a native `DecoratedFunction`, which measures each call around a direct call of the function
+and keeps its signature and metadata (`__name__`, `__qualname__`, `__doc__`, `__module__`,
+`__dict__`, `__wrapped__`). Decorating an ``async def`` gives a coroutine function whose
+measurement spans the awaited call.
+
+`Timer` reads this module's `default_timer` at each call (tests patch it).
 """
 
 from inspect import iscoroutinefunction
-from timeit import default_timer
-from types import TracebackType
-from typing import (
-    Any, Callable, Literal, Optional, Tuple, Type, TYPE_CHECKING, TypeVar,
-    Union,
-)
+from timeit import default_timer  # noqa: F401  (read by the native Timer at each call)
+from typing import Any, Callable, TypeVar
 
-from .decorator import decorate
+from ._native import DecoratedFunction, ExceptionCounter, InprogressTracker, Timer
+from .decorator import _wrapper_source, decorate
 
-if TYPE_CHECKING:
-    from . import Counter
-    F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ['DecoratedFunction', 'ExceptionCounter', 'InprogressTracker', 'Timer']
+
+# The managers whose decorated calls DecoratedFunction runs itself; a subclass may override
+# __enter__/__exit__, so its calls go through `with`.
+_NATIVE_MANAGERS = (ExceptionCounter, InprogressTracker, Timer)
 
 
 def _decorate_with(f, new_context):
@@ -32,43 +39,18 @@ def _decorate_with(f, new_context):
     return decorate(f, caller)
 
 
-class ExceptionCounter:
-    """Increment a counter when an exception of the given type leaves the block (never swallowed)."""
-
-    def __init__(self, counter: "Counter",
-                 exception: Union[Type[BaseException], Tuple[Type[BaseException], ...]]) -> None:
-        self._counter = counter
-        self._exception = exception
-
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(self, typ: Optional[Type[BaseException]], value: Optional[BaseException],
-                 traceback: Optional[TracebackType]) -> Literal[False]:
-        if isinstance(value, self._exception):
-            self._counter.inc()
-        return False
-
-    def __call__(self, f: "F") -> "F":
-        return _decorate_with(f, lambda: self)
-
-
-class InprogressTracker:
-    """Increment a gauge on entry and decrement it on exit."""
-
-    def __init__(self, gauge):
-        self._gauge = gauge
-
-    def __enter__(self):
-        self._gauge.inc()
-
-    def __exit__(self, typ, value, traceback):
-        self._gauge.dec()
-
-    def __call__(self, f: "F") -> "F":
-        return _decorate_with(f, lambda: self)
-
-
-# Timer is native: `with hist.time():` runs __enter__/__exit__ without Python frames. It reads
-# this module's `default_timer` at each call and uses `_decorate_with` as a decorator.
-from ._native import Timer  # noqa: E402
+def _decorate_native(f, manager, new_context=None):
+    """What `manager(f)` returns: `new_context()` (default: the manager itself) is the
+    context manager of each call when the call cannot be native."""
+    if new_context is None:
+        def new_context():
+            return manager
+    if iscoroutinefunction(f) or type(manager) not in _NATIVE_MANAGERS:
+        return _decorate_with(f, new_context)
+    # The reference's checks (a plain function), and its wrapper's `__source__`.
+    source = _wrapper_source(f, False)[-1]
+    wrapper = DecoratedFunction(f, manager)
+    wrapper.__dict__.update(f.__dict__)
+    wrapper.__wrapped__ = f
+    wrapper.__source__ = source
+    return wrapper

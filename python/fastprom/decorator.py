@@ -69,10 +69,12 @@ def _build_source(def_name, params, call_name, func_name, is_async):
     return 'def %s(%s):\n    return %s\n' % (def_name, ', '.join(signature), call)
 
 
-def decorate(func, caller):
-    """Return a function with func's signature and metadata that calls caller(func, *args, **kwargs)."""
+def _wrapper_source(func, is_async):
+    """(def_name, params, call_name, func_name, source) of the wrapper of func, after the
+    reference's checks (func must be a plain function)."""
     # Attribute access order as in the reference (AttributeError before TypeError).
-    name, doc, module = func.__name__, func.__doc__, func.__module__
+    name = func.__name__
+    func.__doc__, func.__module__
     if not inspect.isfunction(func):
         raise TypeError('You are decorating a non function: %s' % func)
     # Same signature source as getfullargspec: honours __signature__, does not follow __wrapped__.
@@ -82,7 +84,15 @@ def decorate(func, caller):
     taken = {p.name for p in params} | {def_name}
     call_name = _fresh_name('_call_', taken)
     func_name = _fresh_name('_func_', taken | {call_name})
-    src = _build_source(def_name, params, call_name, func_name, inspect.iscoroutinefunction(caller))
+    src = _build_source(def_name, params, call_name, func_name, is_async)
+    return def_name, params, call_name, func_name, src
+
+
+def decorate(func, caller):
+    """Return a function with func's signature and metadata that calls caller(func, *args, **kwargs)."""
+    def_name, params, call_name, func_name, src = _wrapper_source(
+        func, inspect.iscoroutinefunction(caller))
+    name, doc, module = func.__name__, func.__doc__, func.__module__
 
     namespace = {call_name: caller, func_name: func}
     code = compile(src, '<decorator-gen-%d>' % next(_compile_count), 'exec')

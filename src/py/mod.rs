@@ -1,6 +1,7 @@
 //! The binding layer: `fastprom._native`. It only converts between Python and the core.
 
 mod amount;
+mod decorators;
 mod errors;
 mod fastcall;
 mod metric;
@@ -56,6 +57,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     python::remember_time_builtin(m.py())?;
     m.add_class::<value::ValueView>()?;
     m.add_class::<timer::Timer>()?;
+    decorators::install(m)?;
     m.add_class::<Floor>()?;
     m.add_function(wrap_pyfunction!(float_to_go_string, m)?)?;
     m.add_function(wrap_pyfunction!(render::generate_text, m)?)?;

@@ -2,8 +2,8 @@
 //!
 //! `with hist.time():` runs `__enter__` and `__exit__` here, without Python frames. The clock is
 //! `fastprom.context_managers.default_timer`, looked up at each call as the reference's module
-//! global is (tests patch it). Used as a decorator it hands over to Python, which builds the
-//! signature-preserving wrapper.
+//! global is (tests patch it). Used as a decorator it gives a native `DecoratedFunction`
+//! (`decorators.rs`) that times each call with the same clock.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyModule, PyString, PyTuple};
 
-fn context_managers(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+pub(super) fn context_managers(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     Ok(MODULE
         .get_or_try_init(py, || {
@@ -29,7 +29,7 @@ fn context_managers(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 /// When the clock was read: `time.perf_counter` unpatched is CLOCK_MONOTONIC, which `Instant`
 /// reads without a Python call; a patched `default_timer` is called.
 #[derive(Clone, Copy)]
-enum Mark {
+pub(super) enum Mark {
     Monotonic(Instant),
     Value(f64),
 }
@@ -45,7 +45,7 @@ fn perf_counter(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
         .bind(py))
 }
 
-fn mark(py: Python<'_>) -> PyResult<Mark> {
+pub(super) fn mark(py: Python<'_>) -> PyResult<Mark> {
     let module = context_managers(py)?;
     // The module's dict first: a plain lookup, cheaper than attribute access on the module.
     let clock = match module.dict().get_item(intern!(py, "default_timer"))? {
@@ -59,7 +59,7 @@ fn mark(py: Python<'_>) -> PyResult<Mark> {
 }
 
 /// Seconds since `start`, read with the clock in place now.
-fn elapsed(py: Python<'_>, start: Mark) -> PyResult<f64> {
+pub(super) fn elapsed(py: Python<'_>, start: Mark) -> PyResult<f64> {
     Ok(match (start, mark(py)?) {
         (Mark::Monotonic(a), Mark::Monotonic(b)) => b.saturating_duration_since(a).as_secs_f64(),
         // The clock was patched in between: compare the two readings as values.
@@ -138,6 +138,16 @@ impl Timer {
             .unwrap_or_else(|e| e.into_inner())
             .clone_ref(py)
     }
+
+    /// Hands `seconds` to the metric's callback (natively when the metric is a native class).
+    pub(super) fn record(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+        let metric = self.metric(py).into_bound(py);
+        if record_duration(&metric, self.callback_name.bind(py), seconds) {
+            return Ok(());
+        }
+        metric.call_method1(self.callback_name.bind(py), (seconds,))?;
+        Ok(())
+    }
 }
 
 #[pymethods]
@@ -180,12 +190,7 @@ impl Timer {
         // Time can go backwards.
         let duration = elapsed(py, start)?.max(0.0);
         self.duration.store(duration.to_bits(), Ordering::Relaxed);
-        let metric = self.metric(py).into_bound(py);
-        if record_duration(&metric, self.callback_name.bind(py), duration) {
-            return Ok(());
-        }
-        metric.call_method1(self.callback_name.bind(py), (duration,))?;
-        Ok(())
+        self.record(py, duration)
     }
 
     /// Observe into `metric.labels(...)` instead (`with m.time() as t: t.labels(...)`).
@@ -212,12 +217,13 @@ impl Timer {
         ))
     }
 
-    /// As a decorator: time every call of `f`.
+    /// As a decorator: time every call of `f` (a native wrapper for a plain function, see
+    /// `decorators.rs`; a coroutine function gets an `async def` that times the awaited call).
     fn __call__<'py>(slf: &Bound<'py, Self>, f: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let new_timer = slf.getattr(intern!(py, "_new_timer"))?;
         context_managers(py)?
-            .getattr(intern!(py, "_decorate_with"))?
-            .call1((f, new_timer))
+            .getattr(intern!(py, "_decorate_native"))?
+            .call1((f, slf, new_timer))
     }
 }
