@@ -187,7 +187,11 @@ class Case:
 
 
 def micro(id, label, goal, stmt, build, floor_goal=None):
-    return Case(id, label, goal, 'micro', lambda L: (stmt, {'m': build(L)}), floor_goal)
+    return Case(id, label, goal, 'micro', lambda L: (stmt, {'m': build(L), 'w': build(L)}), floor_goal)
+
+
+def _noop():
+    pass
 
 
 def hist(buckets=None):
@@ -238,6 +242,11 @@ CASES: List[Case] = [
     micro('child_observe', 'cached child .observe(0.3)', 15, 'm.observe(0.3)',
           lambda L: labelled(L, 'Histogram').labels('a', 'b', 'c')),
     micro('hist_time', 'with hist.time(): pass', 5, 'with m.time():\n    pass', hist()),
+    micro('deco_count_exceptions', '@c.count_exceptions() f()', 5, 'w()',
+          lambda L: make(L, 'Counter').count_exceptions()(_noop)),
+    micro('deco_track_inprogress', '@g.track_inprogress() f()', 5, 'w()',
+          lambda L: make(L, 'Gauge').track_inprogress()(_noop)),
+    micro('deco_time', '@h.time() f()', 5, 'w()', lambda L: hist()(L).time()(_noop)),
     Case('labels_new_counter', 'labels(...) creating a Counter child', 20, 'create', new_children('Counter')),
     Case('labels_new_histogram', 'labels(...) creating a Histogram child', 20, 'create', new_children('Histogram')),
     *[scrape_case(fmt, n) for fmt in ('text', 'om') for n in (1_000, 10_000, 100_000)],

@@ -48,7 +48,10 @@ def _decorate_native(f, manager, new_context=None):
     if iscoroutinefunction(f) or type(manager) not in _NATIVE_MANAGERS:
         return _decorate_with(f, new_context)
     # The reference's checks (a plain function), and its wrapper's `__source__`.
-    source = _wrapper_source(f, False)[-1]
+    inner = f
+    while type(inner) is DecoratedFunction:  # stacked decorators
+        inner = inner.__wrapped__
+    source = _wrapper_source(inner, False)[-1]
     wrapper = DecoratedFunction(f, manager)
     wrapper.__dict__.update(f.__dict__)
     wrapper.__wrapped__ = f
