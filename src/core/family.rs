@@ -11,8 +11,8 @@ use super::cell::{add_f64, load_f64, store_f64};
 use super::counter::CounterCells;
 use super::format::float_to_go_string;
 use super::model::{Exemplar, FamilySource, MetricType, Sample};
-use super::multiprocess::mapped::Slots;
-use super::observations::Observations;
+use super::multiprocess::mapped::{MappedSpec, Slots};
+use super::observations::{MappedObservations, Observations};
 
 /// The value cells of one child.
 pub enum ChildValue {
@@ -79,7 +79,28 @@ impl Child {
         )
     }
 
-    /// A child with the given cells (multiprocess mode builds its mapped cells itself).
+    /// A child whose cells are slots of this process's multiprocess file.
+    pub fn mapped(
+        spec: &MappedSpec,
+        labelnames: &[String],
+        labels: Vec<String>,
+        bounds: &[f64],
+        created: f64,
+    ) -> std::io::Result<Child> {
+        let slots = spec.series_slots(labelnames, &labels, bounds)?;
+        let observations = |slots, bounds: &[f64]| {
+            Box::new(Observations::Mapped(MappedObservations::new(slots, bounds)))
+        };
+        let value = match spec.metric_type {
+            MetricType::Counter => ChildValue::MappedCounter(slots),
+            MetricType::Gauge => ChildValue::MappedGauge(slots),
+            MetricType::Summary => ChildValue::Summary(observations(slots, &[])),
+            _ => ChildValue::Histogram(observations(slots, bounds)),
+        };
+        Ok(Child::new(labels, value, created))
+    }
+
+    /// A child with the given cells.
     pub fn new(labels: Vec<String>, value: ChildValue, created: f64) -> Child {
         Child {
             label_values: labels.into_boxed_slice(),

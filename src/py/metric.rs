@@ -89,8 +89,7 @@ fn new_cells(
     created: f64,
 ) -> PyResult<Child> {
     if let Some(spec) = multiprocess {
-        return spec
-            .child(labelnames, labels, bounds, created)
+        return Child::mapped(spec, labelnames, labels, bounds, created)
             .map_err(multiprocess_file_error);
     }
     Ok(match kind {

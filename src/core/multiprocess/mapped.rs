@@ -17,10 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use super::file::read_entries;
 use super::key::mmap_key;
-use crate::core::family::{Child, ChildValue};
 use crate::core::format::float_to_go_string;
 use crate::core::model::MetricType;
-use crate::core::observations::{MappedObservations, Observations};
 
 const INITIAL_SIZE: usize = 1 << 16;
 /// Address space reserved per file: 1 GiB, about ten million entries.
@@ -451,30 +449,22 @@ impl MappedSpec {
         }
     }
 
-    /// A child whose cells are entries of this process's file, created (at 0.0) in the
-    /// reference's order: a histogram's `_sum` then its buckets, a summary's `_count` then
-    /// `_sum`.
-    pub fn child(
+    /// The slots of one series in this process's file, created (at 0.0) in the reference's
+    /// order: a counter's `_total`, a gauge's value, a summary's `_count` then `_sum`, a
+    /// histogram's `_sum` then a bucket per bound.
+    pub fn series_slots(
         &self,
         labelnames: &[String],
-        labels: Vec<String>,
+        labels: &[String],
         bounds: &[f64],
-        created: f64,
-    ) -> io::Result<Child> {
+    ) -> io::Result<Arc<Slots>> {
         let name = self.metric_name.as_str();
-        let pairs = label_dict(labelnames, &labels);
+        let pairs = label_dict(labelnames, labels);
         let key = |suffix: &str| mmap_key(name, &format!("{name}{suffix}"), &pairs, &self.help);
-        let slots = |keys: Vec<String>| Slots::new(self.file.clone(), keys);
-        let value = match self.metric_type {
-            MetricType::Counter => ChildValue::MappedCounter(slots(vec![key("_total")])?),
-            MetricType::Gauge => ChildValue::MappedGauge(slots(vec![key("")])?),
-            MetricType::Summary => {
-                let cells = slots(vec![key("_count"), key("_sum")])?;
-                ChildValue::Summary(Box::new(Observations::Mapped(MappedObservations::new(
-                    cells,
-                    &[],
-                ))))
-            }
+        let keys = match self.metric_type {
+            MetricType::Counter => vec![key("_total")],
+            MetricType::Gauge => vec![key("")],
+            MetricType::Summary => vec![key("_count"), key("_sum")],
             _ => {
                 let mut keys = vec![key("_sum")];
                 let bucket_name = format!("{name}_bucket");
@@ -485,13 +475,10 @@ impl MappedSpec {
                     with_le.push(("le", le.as_str()));
                     keys.push(mmap_key(name, &bucket_name, &with_le, &self.help));
                 }
-                let cells = slots(keys)?;
-                ChildValue::Histogram(Box::new(Observations::Mapped(MappedObservations::new(
-                    cells, bounds,
-                ))))
+                keys
             }
         };
-        Ok(Child::new(labels, value, created))
+        Slots::new(self.file.clone(), keys)
     }
 }
 
