@@ -45,12 +45,18 @@ def _fastprom_modules() -> List[types.ModuleType]:
             if isinstance(m, types.ModuleType) and (n == 'fastprom' or n.startswith('fastprom.'))]
 
 
+def _is_fastprom_class(value: Any) -> bool:
+    # A class may shadow `__module__` with a per-instance descriptor (DecoratedFunction).
+    module = getattr(value, '__module__', None) if isinstance(value, type) else None
+    return isinstance(module, str) and module.startswith('fastprom')
+
+
 def _functions_of(module: types.ModuleType) -> Iterator[types.FunctionType]:
     """The functions and methods defined in a fastprom module (grafted native classes too)."""
     for value in list(vars(module).values()):
         if isinstance(value, types.FunctionType):
             yield value
-        elif isinstance(value, type) and getattr(value, '__module__', '').startswith('fastprom'):
+        elif _is_fastprom_class(value):
             for attr in list(vars(value).values()):
                 if isinstance(attr, (staticmethod, classmethod)):
                     attr = attr.__func__
@@ -79,7 +85,7 @@ class _Swap:
         # and class attributes (`MetricsHandler.registry`) of fastprom's own modules.
         for module in _fastprom_modules():
             for value in list(vars(module).values()):
-                if isinstance(value, type) and value.__module__.startswith('fastprom'):
+                if _is_fastprom_class(value):
                     for key, attr in list(vars(value).items()):
                         if attr is old:
                             self._set(value, key, new, setattr)
