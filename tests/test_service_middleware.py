@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import fastprom
 from fastprom import asgi as fasgi
+from fastprom import service_metrics
 from fastprom.asgi import ServiceMetricsMiddleware, adaptive_batch_size_histogram, resolve_duration_buckets
 from fastprom.buckets import DEFAULT_DURATION_BUCKETS
 from fastprom.multiprocess import MultiProcessCollector
@@ -367,7 +368,7 @@ def test_1000_random_404_paths_share_one_series(registry):
 
 
 def test_path_cache_is_bounded(registry, monkeypatch):
-    monkeypatch.setattr(fasgi, "_MAX_CACHED_PATHS", 50)
+    monkeypatch.setattr(service_metrics, "_MAX_CACHED_PATHS", 50)
     mw = middleware(registry)
     for i in range(200):
         assert mw.endpoint_label(f"/nope/{i}") == "__unknown__"

@@ -4,27 +4,16 @@ The BentoML service middleware lives in ``fastprom.service_metrics``; its names 
 re-exported here so that ``from fastprom.asgi import ServiceMetricsMiddleware`` keeps working.
 """
 
-import sys
-import types
 from typing import Callable
 from urllib.parse import parse_qs
 
-from . import service_metrics as _service_metrics
 from .exposition import _bake_output
 from .registry import Collector, REGISTRY
 from .service_metrics import (  # noqa: F401  (re-exported)
-    _MAX_CACHED_PATHS, adaptive_batch_size_histogram, DEFAULT_MAX_BATCH_SIZE, DEFAULT_NAMESPACE,
+    adaptive_batch_size_histogram, DEFAULT_MAX_BATCH_SIZE, DEFAULT_NAMESPACE,
     DEFAULT_SERVICE_VERSION, DEFAULT_SKIP_PATHS, METRICS_PATH, resolve_duration_buckets,
     ServiceMetricsMiddleware, UNKNOWN_ENDPOINT,
 )
-
-# The names above that live in fastprom.service_metrics.
-_FORWARDED = frozenset((
-    '_MAX_CACHED_PATHS', 'adaptive_batch_size_histogram', 'DEFAULT_MAX_BATCH_SIZE', 'DEFAULT_NAMESPACE',
-    'DEFAULT_SERVICE_VERSION', 'DEFAULT_SKIP_PATHS', 'METRICS_PATH', 'resolve_duration_buckets',
-    'ServiceMetricsMiddleware', 'UNKNOWN_ENDPOINT',
-))
-
 
 def _joined_header(headers, wanted: str) -> str:
     """All values of header ``wanted`` (lowercase), comma-joined."""
@@ -55,16 +44,3 @@ def make_asgi_app(registry: Collector = REGISTRY, disable_compression: bool = Fa
             await send({"type": "http.response.body", "body": output})
 
     return prometheus_app
-
-
-class _ForwardingModule(types.ModuleType):
-    """Setting a re-exported name here (e.g. a test's monkeypatch of ``_MAX_CACHED_PATHS``)
-    sets it in ``fastprom.service_metrics`` too, where the middleware reads it."""
-
-    def __setattr__(self, name, value):
-        if name in _FORWARDED:
-            setattr(_service_metrics, name, value)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _ForwardingModule
