@@ -344,8 +344,11 @@ impl Family {
         bounds: &[f64],
     ) -> Family {
         // A repeated label name keeps its last value, as Python's dict(zip(names, values)) does.
+        // Scanning from the end, the first sighting of a name is its last occurrence (linear).
+        let mut seen = std::collections::HashSet::with_capacity(labelnames.len());
         let mut sorted_labels: Vec<usize> = (0..labelnames.len())
-            .filter(|i| !labelnames[i + 1..].contains(&labelnames[*i]))
+            .rev()
+            .filter(|i| seen.insert(labelnames[*i].as_str()))
             .collect();
         sorted_labels.sort_by(|a, b| labelnames[*a].cmp(&labelnames[*b]));
         let le_position = sorted_labels
