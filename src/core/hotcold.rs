@@ -82,9 +82,15 @@ impl HotCold {
 
     #[inline]
     pub fn observe(&self, v: f64) {
+        self.observe_in(self.bucket_index(v), v)
+    }
+
+    /// Observes `v` into `bucket`, chosen by the caller (Python's `<=` for numpy scalars).
+    #[inline]
+    pub fn observe_in(&self, bucket: Option<usize>, v: f64) {
         let n = self.slots[0].fetch_add(1, Ordering::Acquire);
         let half = self.half(n >> 63);
-        if let Some(i) = self.bucket_index(v) {
+        if let Some(i) = bucket {
             add_u64(&self.slots[half + 2 + i], 1);
         }
         add_f64(&self.slots[half + 1], v);

@@ -40,8 +40,12 @@ impl MappedObservations {
     }
 
     fn observe(&self, v: f64) {
+        self.observe_in(bucket_index(&self.bounds, v), v)
+    }
+
+    fn observe_in(&self, bucket: Option<usize>, v: f64) {
         if self.is_histogram() {
-            if let Some(i) = bucket_index(&self.bounds, v) {
+            if let Some(i) = bucket {
                 add_f64(self.slots.value(1 + i), 1.0);
             }
         } else {
@@ -96,6 +100,14 @@ impl Observations {
         match self {
             Observations::Local(h) => h.observe(v),
             Observations::Mapped(m) => m.observe(v),
+        }
+    }
+
+    /// Observes `v` into `bucket`, chosen by the caller.
+    pub fn observe_in(&self, bucket: Option<usize>, v: f64) {
+        match self {
+            Observations::Local(h) => h.observe_in(bucket, v),
+            Observations::Mapped(m) => m.observe_in(bucket, v),
         }
     }
 

@@ -64,6 +64,14 @@ struct State {
     multiprocess: Option<Arc<MappedSpec>>,
 }
 
+/// A metric's unit as the writers print it: a false one (`''`, `None`) gives no UNIT line.
+fn unit_text(unit: &Bound<'_, PyAny>) -> PyResult<String> {
+    if !unit.is_truthy()? {
+        return Ok(String::new());
+    }
+    Ok(unit.str()?.to_string())
+}
+
 fn build_family(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<(Arc<Family>, bool)> {
     let documentation = slf.getattr(intern!(slf.py(), "_documentation"))?;
     let doc_str = documentation.cast::<PyString>().ok().map(|d| d.to_string());
@@ -71,7 +79,7 @@ fn build_family(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<(Arc<Family>, bo
     let family = Family::new(
         slf.getattr(intern!(slf.py(), "_name"))?.extract()?,
         doc_str.clone().unwrap_or_default(),
-        slf.getattr(intern!(slf.py(), "_unit"))?.str()?.to_string(),
+        unit_text(&slf.getattr(intern!(slf.py(), "_unit"))?)?,
         kind.metric_type(),
         labelnames,
         &upper_bounds(slf, kind)?,
@@ -1173,6 +1181,17 @@ metric_methods!(Histogram, Kind::Histogram);
 
 observing_methods!(Histogram, false);
 
+/// The first bucket whose bound is `>=` amount by Python's comparison, as the reference picks
+/// it: numpy's float32 compares in float32, so `np.float32(0.1)` lands in `le="0.1"`.
+fn python_bucket(amount: &Bound<'_, PyAny>, bounds: &[f64]) -> PyResult<Option<usize>> {
+    for (i, bound) in bounds.iter().enumerate() {
+        if amount.le(*bound)? {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
+}
+
 #[pymethods]
 impl Histogram {
     #[pyo3(name = "_observe", signature = (amount, exemplar = None))]
@@ -1187,9 +1206,13 @@ impl Histogram {
         let ChildValue::Histogram(h) = &child.value else {
             return Ok(());
         };
-        h.observe(v);
+        let bucket = match amount::fast(amount) {
+            Some(_) => h.bucket_index(v),
+            None => python_bucket(amount, h.bounds())?,
+        };
+        h.observe_in(bucket, v);
         if exemplar.is_some() {
-            if let Some(bucket) = h.bucket_index(v) {
+            if let Some(bucket) = bucket {
                 self.core
                     .set_exemplar(py, bucket, exemplar, amount.clone().unbind(), v)?;
             }
