@@ -1,16 +1,27 @@
-//! A small HTTP/1.1 server for metrics scrapes: one thread per connection, bounded.
+//! A small HTTP/1.1 server for metrics scrapes, on an event loop of its own few threads.
 //!
-//! It knows nothing of metrics: a `Handler` turns each request into a response. Every limit a
-//! slow or hostile client could push on is bounded: the number of connections, the size of a
-//! request head, the time to send it, the idle time between keep-alive requests and the time
-//! to take a response. A client that overruns one of them loses its own connection only.
+//! It knows nothing of metrics: a `Handler` turns each request into a response. Connections
+//! are tasks on a tokio runtime, so thousands of idle or slow ones cost a small buffer each and
+//! no thread; handlers (renders) run on the runtime's blocking pool, a few at a time. Every
+//! limit a slow or hostile client could push on is bounded: the number of connections, the size
+//! of a request head, the time to send it, the idle time between keep-alive requests and the
+//! time to take a response. A client that overruns one of them loses its own connection only.
+//!
+//! The request head is read line by line, by the rules of Python's `http.server` (which the
+//! reference's server runs on), so that odd requests (HTTP/0.9, bad versions, malformed lines)
+//! get the same bytes back as from the reference.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// One parsed request. Header names are lower-cased; repeated headers are joined with `,`, as
 /// WSGI servers do.
@@ -71,6 +82,7 @@ pub trait Handler: Send + Sync + 'static {
 
 #[derive(Clone, Debug)]
 pub struct Limits {
+    /// Connections served at once; up to as many more get a 503, the rest are closed.
     pub max_connections: usize,
     pub max_head_bytes: usize,
     /// Time allowed to send a whole request head, once its first byte arrived.
@@ -79,45 +91,59 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
     pub max_requests_per_connection: usize,
+    /// Handlers (renders) running at once; the requests beyond wait their turn, in order.
+    pub max_renders: usize,
+    /// Each connection's read buffer (a request head longer than this still fits in
+    /// `max_head_bytes`: it is read in several pieces).
+    pub read_buffer_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_connections: 64,
+            max_connections: 10_000,
             max_head_bytes: 16 * 1024,
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             max_requests_per_connection: 1000,
+            max_renders: 4,
+            read_buffer_bytes: 2048,
         }
     }
 }
 
 pub struct Server {
     /// Read-locked while serving; `close` takes it once `serve` has returned.
-    listener: RwLock<Option<TcpListener>>,
-    fd: i32,
+    listener: RwLock<Option<std::net::TcpListener>>,
+    fd: i64,
     address: SocketAddr,
-    limits: Limits,
-    stopping: AtomicBool,
-    /// The address `shutdown`'s wake-up connection came from: not a client, never served.
-    wake_from: std::sync::Mutex<Option<SocketAddr>>,
+    limits: Arc<Limits>,
+    stopping: watch::Sender<bool>,
     connections: Arc<AtomicUsize>,
+    /// Its own few threads: connections are tasks on them, renders run on its blocking pool.
+    runtime: Option<Runtime>,
 }
 
 impl Server {
-    pub fn new(listener: TcpListener, limits: Limits) -> io::Result<Server> {
-        listener.set_nonblocking(false)?;
+    pub fn new(listener: std::net::TcpListener, limits: Limits) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(limits.max_renders.max(1))
+            .thread_name("fastprom-http")
+            .enable_io()
+            .enable_time()
+            .build()?;
         Ok(Server {
-            fd: listener.as_raw_fd(),
+            fd: raw_socket(&listener),
             listener: RwLock::new(Some(listener)),
             address,
-            limits,
-            stopping: AtomicBool::new(false),
-            wake_from: std::sync::Mutex::new(None),
+            limits: Arc::new(limits),
+            stopping: watch::channel(false).0,
             connections: Arc::new(AtomicUsize::new(0)),
+            runtime: Some(runtime),
         })
     }
 
@@ -126,62 +152,69 @@ impl Server {
     }
 
     pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
+        *self.stopping.borrow()
     }
 
-    /// Accepts connections until `shutdown`, each served on its own thread.
+    fn runtime(&self) -> &Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the server")
+    }
+
+    /// An event-loop listener on a duplicate of the listening socket.
+    fn async_listener(&self, listener: &std::net::TcpListener) -> io::Result<TcpListener> {
+        let _entered = self.runtime().enter();
+        TcpListener::from_std(listener.try_clone()?)
+    }
+
+    /// Accepts connections until `shutdown`; each is a task on the server's runtime.
     pub fn serve(&self, handler: Arc<dyn Handler>) {
         let listener = self.listener.read().unwrap_or_else(|p| p.into_inner());
         let Some(listener) = listener.as_ref() else {
             return;
         };
-        while !self.is_stopping() {
-            let stream = match listener.accept() {
-                Ok((_, from)) if self.is_wake_up(from) => continue,
-                Ok((stream, _)) => stream,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) if self.is_stopping() => break,
-                Err(_) => {
+        let Ok(listener) = self.async_listener(listener) else {
+            return;
+        };
+        let mut stopping = self.stopping.subscribe();
+        self.runtime().block_on(async {
+            loop {
+                let accepted = tokio::select! {
+                    _ = stopping.wait_for(|stop| *stop) => break,
+                    accepted = listener.accept() => accepted,
+                };
+                match accepted {
+                    Ok((stream, _)) => self.spawn_connection(stream, handler.clone()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     // Out of file descriptors, say: back off instead of spinning.
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
-            };
-            if self.is_stopping() {
-                break;
             }
-            self.spawn_connection(stream, handler.clone());
-        }
+        });
     }
 
-    fn is_wake_up(&self, from: SocketAddr) -> bool {
-        let mut wake_from = self.wake_from.lock().unwrap_or_else(|p| p.into_inner());
-        let is_wake_up = *wake_from == Some(from);
-        if is_wake_up {
-            *wake_from = None;
-        }
-        is_wake_up
-    }
-
-    /// Accepts one connection and serves it on its own thread, as `socketserver`'s
+    /// Accepts one connection and serves it in the background, as `socketserver`'s
     /// `handle_request` does; `false` when none came within `timeout` (`None`: wait).
     pub fn serve_one(&self, handler: Arc<dyn Handler>, timeout: Option<Duration>) -> bool {
         let listener = self.listener.read().unwrap_or_else(|p| p.into_inner());
         let Some(listener) = listener.as_ref() else {
             return false;
         };
-        if let Some(timeout) = timeout {
-            if !wait_readable(listener, timeout) {
-                return false;
+        let Ok(listener) = self.async_listener(listener) else {
+            return false;
+        };
+        let accepted = self.runtime().block_on(async {
+            match timeout {
+                Some(timeout) => tokio::time::timeout(timeout, listener.accept()).await.ok(),
+                None => Some(listener.accept().await),
             }
-        }
-        match listener.accept() {
-            Ok((_, from)) if self.is_wake_up(from) => self.serve_one(handler, timeout),
-            Ok((stream, _)) => {
+        });
+        match accepted {
+            Some(Ok((stream, _))) => {
                 self.spawn_connection(stream, handler);
                 true
             }
-            Err(_) => false,
+            _ => false,
         }
     }
 
@@ -194,23 +227,18 @@ impl Server {
         let busy = active >= self.limits.max_connections;
         let limits = self.limits.clone();
         let connections = self.connections.clone();
-        let spawned = std::thread::Builder::new()
-            .name("fastprom-http".into())
-            .spawn(move || {
-                if busy {
-                    refuse_connection(stream);
-                } else {
-                    let _ = serve_connection(stream, handler.as_ref(), &limits);
-                }
-                connections.fetch_sub(1, Ordering::AcqRel);
-            });
-        if spawned.is_err() {
-            self.connections.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.runtime().spawn(async move {
+            if busy {
+                refuse_connection(stream).await;
+            } else {
+                let _ = serve_connection(stream, handler, &limits).await;
+            }
+            connections.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// The listening socket's descriptor (-1 once closed).
-    pub fn fileno(&self) -> i32 {
+    pub fn fileno(&self) -> i64 {
         let listener = self.listener.try_read();
         match listener.as_deref() {
             Ok(None) => -1,
@@ -227,72 +255,113 @@ impl Server {
             .take();
     }
 
-    /// Makes `serve` return: sets the flag, then wakes the blocked `accept` with a connection.
+    /// Makes `serve` return (now or, if it has not started, as soon as it starts).
     pub fn shutdown(&self) {
-        if self.stopping.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let mut wake = self.address;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        if let Ok(stream) = TcpStream::connect_timeout(&wake, Duration::from_secs(1)) {
-            *self.wake_from.lock().unwrap_or_else(|p| p.into_inner()) = stream.local_addr().ok();
+        self.stopping.send_replace(true);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Without waiting: a render in flight may be waiting for the GIL the dropping thread holds.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
 
+#[cfg(unix)]
+fn raw_socket(listener: &std::net::TcpListener) -> i64 {
+    use std::os::fd::AsRawFd;
+    listener.as_raw_fd() as i64
+}
+
+#[cfg(windows)]
+fn raw_socket(listener: &std::net::TcpListener) -> i64 {
+    use std::os::windows::io::AsRawSocket;
+    listener.as_raw_socket() as i64
+}
+
+#[cfg(not(any(unix, windows)))]
+fn raw_socket(_listener: &std::net::TcpListener) -> i64 {
+    -1
+}
+
 /// Answers 503 to a connection over the limit. Its request is read first (briefly), so that
-/// closing does not reset the connection before the client reads the answer. Refusing threads
-/// are short-lived and counted with the others, up to twice the limit.
-fn refuse_connection(stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+/// closing does not reset the connection before the client reads the answer.
+async fn refuse_connection(mut stream: TcpStream) {
     let mut buffer = [0u8; 4096];
-    let _ = (&stream).read(&mut buffer);
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buffer)).await;
     let busy = Response::text("503 Service Unavailable", "Too many connections\n");
-    let _ = write_response(&mut &stream, &busy, false, false);
-    let _ = stream.shutdown(Shutdown::Write);
+    let answer = encode_response(&busy, false, false);
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&answer)).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Serves requests on one connection until it closes, errs or overruns a limit.
-fn serve_connection(stream: TcpStream, handler: &dyn Handler, limits: &Limits) -> io::Result<()> {
-    stream.set_write_timeout(Some(limits.write_timeout))?;
+async fn serve_connection(
+    stream: TcpStream,
+    handler: Arc<dyn Handler>,
+    limits: &Limits,
+) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let mut reader = BufReader::with_capacity(4096, &stream);
+    let mut reader = BufReader::with_capacity(limits.read_buffer_bytes, stream);
     for served in 0..limits.max_requests_per_connection {
         let idle = if served == 0 {
             limits.head_timeout
         } else {
             limits.idle_timeout
         };
-        let head = match read_head(&mut reader, &stream, idle, limits) {
+        let head = match read_head(&mut reader, idle, limits).await {
             Ok(Some(head)) => head,
-            Ok(None) => return Ok(()),
+            Ok(None) => return close(reader),
             Err(HeadError::Io(e)) => return Err(e),
             Err(HeadError::Bad(status)) => {
                 let response = Response::text(status, &format!("{status}\n"));
-                write_response(&mut &stream, &response, false, false)?;
-                return stream.shutdown(Shutdown::Both);
+                send(
+                    &mut reader,
+                    &encode_response(&response, false, false),
+                    limits,
+                )
+                .await?;
+                return close(reader);
             }
             Err(HeadError::Page(page)) => {
-                (&stream).write_all(&page)?;
-                return stream.shutdown(Shutdown::Both);
+                send(&mut reader, &page, limits).await?;
+                return close(reader);
             }
-            Err(HeadError::Silent) => return stream.shutdown(Shutdown::Both),
+            Err(HeadError::Silent) => return close(reader),
         };
         let keep_alive = head.keep_alive && served + 1 < limits.max_requests_per_connection;
-        let response = handler.handle(&head.request);
+        let handler = handler.clone();
+        let request = head.request;
+        // Rendering blocks (and may take the GIL): it runs on the runtime's bounded blocking pool.
+        let response = tokio::task::spawn_blocking(move || handler.handle(&request))
+            .await
+            .map_err(|_| io::Error::other("the handler panicked"))?;
         // HEAD gets the whole answer (the app's 405 and its text), as from the reference's WSGI server.
-        write_response(&mut &stream, &response, keep_alive, head.simple)?;
+        let answer = encode_response(&response, keep_alive, head.simple);
+        drop(response);
+        send(&mut reader, &answer, limits).await?;
         if !keep_alive {
             break;
         }
     }
-    stream.shutdown(Shutdown::Both)
+    close(reader)
+}
+
+/// Writes `bytes` within the write timeout: a client that does not read loses its connection.
+async fn send(reader: &mut BufReader<TcpStream>, bytes: &[u8], limits: &Limits) -> io::Result<()> {
+    let stream = reader.get_mut();
+    match tokio::time::timeout(limits.write_timeout, stream.write_all(bytes)).await {
+        Ok(written) => written,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Shuts both directions, as Python's servers do, and closes.
+fn close(reader: BufReader<TcpStream>) -> io::Result<()> {
+    reader.into_inner().into_std()?.shutdown(Shutdown::Both)
 }
 
 struct Head {
@@ -319,22 +388,19 @@ impl From<io::Error> for HeadError {
 
 /// Reads one request head; `None` when the client closed or stayed idle. The whole head must
 /// arrive within `head_timeout` of its first byte: a client trickling bytes cannot hold on.
-fn read_head(
-    reader: &mut BufReader<&TcpStream>,
-    stream: &TcpStream,
+async fn read_head(
+    reader: &mut BufReader<TcpStream>,
     idle: Duration,
     limits: &Limits,
 ) -> Result<Option<Head>, HeadError> {
-    stream.set_read_timeout(Some(idle))?;
-    match reader.fill_buf() {
-        Ok([]) => return Ok(None),
-        Ok(_) => {}
-        Err(e) if is_timeout(&e) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    match tokio::time::timeout(idle, reader.fill_buf()).await {
+        Ok(Ok([])) | Err(_) => return Ok(None),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(e.into()),
     }
     let deadline = Instant::now() + limits.head_timeout;
     let mut budget = limits.max_head_bytes;
-    let request_line = read_line(reader, stream, deadline, &mut budget)?;
+    let request_line = read_line(reader, deadline, &mut budget).await?;
     let (method, target, version) = parse_request_line(&request_line)?;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut request = Request {
@@ -344,7 +410,7 @@ fn read_head(
         headers: Vec::new(),
     };
     loop {
-        let line = read_line(reader, stream, deadline, &mut budget)?;
+        let line = read_line(reader, deadline, &mut budget).await?;
         if line.is_empty() {
             break;
         }
@@ -470,25 +536,19 @@ fn python_error(code: u16, message: &str) -> HeadError {
 }
 
 /// One CRLF- or LF-terminated line of the head, decoded as latin-1.
-fn read_line(
-    reader: &mut BufReader<&TcpStream>,
-    stream: &TcpStream,
+async fn read_line(
+    reader: &mut BufReader<TcpStream>,
     deadline: Instant,
     budget: &mut usize,
 ) -> Result<String, HeadError> {
     let mut line = Vec::new();
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(HeadError::Bad("408 Request Timeout"));
-        }
-        stream.set_read_timeout(Some(remaining))?;
-        let available = match reader.fill_buf() {
-            Ok([]) => return Err(HeadError::Io(io::ErrorKind::UnexpectedEof.into())),
-            Ok(bytes) => bytes,
-            Err(e) if is_timeout(&e) => return Err(HeadError::Bad("408 Request Timeout")),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
+        let available = match tokio::time::timeout_at(deadline, reader.fill_buf()).await {
+            Err(_) => return Err(HeadError::Bad("408 Request Timeout")),
+            Ok(Ok([])) => return Err(HeadError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(Err(e)) => return Err(e.into()),
         };
         let (taken, done) = match available.iter().position(|&b| b == b'\n') {
             Some(i) => (i + 1, true),
@@ -507,25 +567,6 @@ fn read_line(
             return Ok(line.iter().map(|&b| b as char).collect());
         }
     }
-}
-
-/// Whether a connection is waiting on `listener` within `timeout`.
-fn wait_readable(listener: &TcpListener, timeout: Duration) -> bool {
-    let mut poll = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd for the duration of the call.
-    unsafe { libc::poll(&mut poll, 1, millis) > 0 }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 /// `%XX` sequences decoded as latin-1, as WSGI's `PATH_INFO`.
@@ -553,15 +594,10 @@ fn percent_decode(path: &str) -> String {
     out.iter().map(|&b| b as char).collect()
 }
 
-fn write_response(
-    out: &mut impl Write,
-    response: &Response,
-    keep_alive: bool,
-    body_only: bool,
-) -> io::Result<()> {
+/// The bytes of an answer: its status line and headers, or the body alone for HTTP/0.9.
+fn encode_response(response: &Response, keep_alive: bool, body_only: bool) -> Vec<u8> {
     if body_only {
-        out.write_all(&response.body)?;
-        return out.flush();
+        return response.body.clone();
     }
     // An HTTP/1.0 answer closes the connection without saying so, as Python's servers answer.
     let version = if keep_alive { "HTTP/1.1" } else { "HTTP/1.0" };
@@ -571,15 +607,16 @@ fn write_response(
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", response.body.len()));
     // Header values came from Python strings; non-latin-1 text is sent as UTF-8.
-    out.write_all(head.as_bytes())?;
-    out.write_all(&response.body)?;
-    out.flush()
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&response.body);
+    out
 }
 
 /// Reads a whole response, for tests: status line, headers and body up to the end.
 #[cfg(test)]
 fn fetch(address: SocketAddr, request: &str) -> String {
-    let mut stream = TcpStream::connect(address).unwrap();
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     let mut out = String::new();
     stream.read_to_string(&mut out).unwrap();
@@ -589,6 +626,7 @@ fn fetch(address: SocketAddr, request: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     struct Echo;
 
@@ -604,7 +642,7 @@ mod tests {
     }
 
     fn start(limits: Limits) -> Arc<Server> {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let server = Arc::new(Server::new(listener, limits).unwrap());
         let serving = server.clone();
         std::thread::spawn(move || serving.serve(Arc::new(Echo)));
@@ -657,7 +695,7 @@ mod tests {
             ..Limits::default()
         };
         let server = start(limits);
-        let mut slow = TcpStream::connect(server.address()).unwrap();
+        let mut slow = std::net::TcpStream::connect(server.address()).unwrap();
         slow.write_all(b"GET / HTTP/1.1\r\nAccept: x").unwrap();
         let out = fetch(server.address(), "GET / HTTP/1.0\r\n\r\n");
         assert!(out.starts_with("HTTP/1.0 200 OK"), "{out}");
@@ -674,7 +712,7 @@ mod tests {
             ..Limits::default()
         };
         let server = start(limits);
-        let _idle = TcpStream::connect(server.address()).unwrap();
+        let _idle = std::net::TcpStream::connect(server.address()).unwrap();
         std::thread::sleep(Duration::from_millis(100));
         let out = fetch(server.address(), "GET / HTTP/1.0\r\n\r\n");
         assert!(out.starts_with("HTTP/1.0 503 "), "{out}");

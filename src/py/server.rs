@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpListener;
-use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -57,9 +56,8 @@ pub struct MetricsServer {
 impl MetricsServer {
     /// Takes ownership of `fd`, a listening TCP socket.
     #[new]
-    fn new(fd: i32, registry: &Bound<'_, PyAny>) -> PyResult<MetricsServer> {
-        // SAFETY: the caller hands over a listening socket it no longer uses (socket.detach()).
-        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    fn new(fd: i64, registry: &Bound<'_, PyAny>) -> PyResult<MetricsServer> {
+        let listener = listener_from(fd)?;
         let server = Server::new(listener, Limits::default())
             .map_err(|e| runtime_error(format!("cannot serve on the socket: {e}")))?;
         let generation = registry
@@ -84,7 +82,7 @@ impl MetricsServer {
         py.detach(|| self.server.serve(handler));
     }
 
-    /// Serves one connection (on its own thread); `False` if none came within `timeout`.
+    /// Serves one connection (in the background); `False` if none came within `timeout`.
     #[pyo3(signature = (timeout=None))]
     fn handle_request(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let timeout = match timeout {
@@ -106,9 +104,33 @@ impl MetricsServer {
         py.detach(|| self.server.close());
     }
 
-    fn fileno(&self) -> i32 {
+    fn fileno(&self) -> i64 {
         self.server.fileno()
     }
+}
+
+/// The listening socket the caller hands over and no longer uses (`socket.detach()`).
+#[cfg(unix)]
+fn listener_from(fd: i64) -> PyResult<TcpListener> {
+    use std::os::fd::FromRawFd;
+    let fd = i32::try_from(fd).map_err(|_| value_error("not a file descriptor"))?;
+    // SAFETY: the descriptor is a listening socket that nothing else owns any more.
+    Ok(unsafe { TcpListener::from_raw_fd(fd) })
+}
+
+#[cfg(windows)]
+fn listener_from(fd: i64) -> PyResult<TcpListener> {
+    use std::os::windows::io::FromRawSocket;
+    let socket = u64::try_from(fd).map_err(|_| value_error("not a socket handle"))?;
+    // SAFETY: the handle is a listening socket that nothing else owns any more.
+    Ok(unsafe { TcpListener::from_raw_socket(socket as _) })
+}
+
+#[cfg(not(any(unix, windows)))]
+fn listener_from(_fd: i64) -> PyResult<TcpListener> {
+    Err(runtime_error(
+        "the native server needs a Unix or Windows socket",
+    ))
 }
 
 /// What an `Accept` header asks for.
