@@ -17,7 +17,7 @@ from typing import (
 )
 import warnings
 
-from . import _native
+from . import _native, values
 from .context_managers import ExceptionCounter, InprogressTracker, Timer
 from .metrics_core import Metric
 from .registry import Collector, CollectorRegistry, REGISTRY
@@ -79,12 +79,29 @@ def enable_created_metrics():
 def _multiprocess_dir() -> Optional[str]:
     """The multiprocess directory when multiprocess mode is on, read when a metric is created
     (the reference decides at import, so setting the variable after importing does nothing
-    there)."""
-    if 'prometheus_multiproc_dir' in os.environ and 'PROMETHEUS_MULTIPROC_DIR' not in os.environ:
-        os.environ['PROMETHEUS_MULTIPROC_DIR'] = os.environ['prometheus_multiproc_dir']
-        warnings.warn("prometheus_multiproc_dir variable has been deprecated in favor of the upper case naming "
-                      "PROMETHEUS_MULTIPROC_DIR", DeprecationWarning)
-    return os.environ.get('PROMETHEUS_MULTIPROC_DIR')
+    there). The legacy lowercase variable is read, never copied."""
+    return os.environ.get('PROMETHEUS_MULTIPROC_DIR') or os.environ.get('prometheus_multiproc_dir')
+
+
+def _multiprocess_storage():
+    """(directory, process part of the file names or None for the pid) for a metric created
+    now in multiprocess mode, or None for process memory; honours a swapped
+    `values.ValueClass`."""
+    value_class = values.ValueClass
+    if getattr(value_class, '_process_identifier', None) is not None:
+        if _multiprocess_dir() is None:
+            return None
+        values._adopt_legacy_directory()
+        identify = value_class._process_identifier
+        process = None if identify is os.getpid else str(identify())
+        return os.environ['PROMETHEUS_MULTIPROC_DIR'], process
+    if value_class is not values._import_value_class and value_class is not values.MutexValue:
+        warnings.warn(f'fastprom keeps values natively; values.ValueClass = {value_class!r} is not '
+                      'used (only MutexValue and MultiProcessValue classes are)', UserWarning)
+    elif value_class is not values._import_value_class:
+        return None
+    directory = _multiprocess_dir()
+    return (directory, None) if directory else None
 
 
 # A forked child writes its own multiprocess files, from zero, as the reference's children do.

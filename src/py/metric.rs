@@ -109,10 +109,10 @@ fn new_cells(
 }
 
 /// Multiprocess mode is on for a metric when `PROMETHEUS_MULTIPROC_DIR` is set as it is created
-/// (`fastprom.metrics._multiprocess_dir()`).
+/// or `values.ValueClass` is a `MultiProcessValue` class (`fastprom.metrics._multiprocess_storage()`).
 fn multiprocess_spec(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<Option<Arc<MappedSpec>>> {
     let py = slf.py();
-    let Some(directory) = python::multiprocess_dir(py)? else {
+    let Some((directory, process)) = python::multiprocess_storage(py)? else {
         return Ok(None);
     };
     let metric_type = kind.metric_type();
@@ -126,6 +126,7 @@ fn multiprocess_spec(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<Option<Arc<
     let spec = MappedSpec::new(
         directory,
         prefix,
+        process,
         slf.getattr(intern!(py, "_name"))?.extract()?,
         slf.getattr(intern!(py, "_documentation"))?
             .str()?

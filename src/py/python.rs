@@ -61,11 +61,15 @@ pub fn use_created(py: Python<'_>) -> PyResult<bool> {
         .is_truthy()
 }
 
-/// `fastprom.metrics._multiprocess_dir()`: the multiprocess directory, if the mode is on now.
-pub fn multiprocess_dir(py: Python<'_>) -> PyResult<Option<std::path::PathBuf>> {
+/// `fastprom.metrics._multiprocess_storage()`: where a metric created now writes its files
+/// (directory, and the process part of the file names when `values.ValueClass` fixes it), or
+/// `None` for process memory.
+pub fn multiprocess_storage(
+    py: Python<'_>,
+) -> PyResult<Option<(std::path::PathBuf, Option<String>)>> {
     static CELL: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     module(py, &CELL, "fastprom.metrics")?
-        .getattr(intern!(py, "_multiprocess_dir"))?
+        .getattr(intern!(py, "_multiprocess_storage"))?
         .call0()?
         .extract()
 }

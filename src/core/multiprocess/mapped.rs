@@ -236,6 +236,9 @@ fn map(file: &File) -> io::Result<*mut u8> {
 pub struct FileId {
     pub directory: PathBuf,
     pub prefix: String,
+    /// The process part of the file name; `None` is this process's pid, which follows forks.
+    /// `Some` comes from a `values.MultiProcessValue(process_identifier)` class.
+    pub process: Option<String>,
 }
 
 /// The files of the current process, and every live set of slots so that a forked child can
@@ -266,7 +269,11 @@ fn files() -> MutexGuard<'static, Files> {
 
 impl Files {
     fn path(&self, id: &FileId) -> PathBuf {
-        id.directory.join(format!("{}_{}.db", id.prefix, self.pid))
+        let file_name = match &id.process {
+            Some(process) => format!("{}_{}.db", id.prefix, process),
+            None => format!("{}_{}.db", id.prefix, self.pid),
+        };
+        id.directory.join(file_name)
     }
 
     fn file(&mut self, id: &FileId) -> io::Result<Arc<MappedFile>> {
@@ -434,6 +441,7 @@ impl MappedSpec {
     pub fn new(
         directory: PathBuf,
         file_prefix: String,
+        process: Option<String>,
         metric_name: String,
         help: String,
         metric_type: MetricType,
@@ -442,6 +450,7 @@ impl MappedSpec {
             file: FileId {
                 directory,
                 prefix: file_prefix,
+                process,
             },
             metric_name,
             help,
