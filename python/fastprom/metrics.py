@@ -95,11 +95,11 @@ def _multiprocess_storage():
         identify = value_class._process_identifier
         process = None if identify is os.getpid else str(identify())
         return os.environ['PROMETHEUS_MULTIPROC_DIR'], process
-    if value_class is not values._import_value_class and value_class is not values.MutexValue:
+    if value_class is not values._import_value_class:
+        if value_class is values.MutexValue:
+            return None
         warnings.warn(f'fastprom keeps values natively; values.ValueClass = {value_class!r} is not '
                       'used (only MutexValue and MultiProcessValue classes are)', UserWarning)
-    elif value_class is not values._import_value_class:
-        return None
     directory = _multiprocess_dir()
     return (directory, None) if directory else None
 

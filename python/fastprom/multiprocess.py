@@ -6,17 +6,13 @@ import glob
 import os
 import warnings
 
-from . import _native
+from . import _native, values
 
 __all__ = ['MultiProcessCollector', 'mark_process_dead', 'compact']
 
 
 def _directory_from_env():
-    # This deprecation warning can go away in a few releases when removing the compatibility
-    if 'prometheus_multiproc_dir' in os.environ and 'PROMETHEUS_MULTIPROC_DIR' not in os.environ:
-        os.environ['PROMETHEUS_MULTIPROC_DIR'] = os.environ['prometheus_multiproc_dir']
-        warnings.warn("prometheus_multiproc_dir variable has been deprecated in favor of the upper case naming "
-                      "PROMETHEUS_MULTIPROC_DIR", DeprecationWarning)
+    values._adopt_legacy_directory()
     return os.environ.get('PROMETHEUS_MULTIPROC_DIR')
 
 

@@ -1203,13 +1203,16 @@ impl Histogram {
         exemplar: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let child = self.core.child()?;
-        let v = amount::to_f64(amount)?;
         let ChildValue::Histogram(h) = &child.value else {
             return Ok(());
         };
-        let bucket = match amount::fast(amount) {
-            Some(_) => h.bucket_index(v),
-            None => python_bucket(amount, h.bounds())?,
+        let (v, bucket) = match amount::fast(amount) {
+            Some(Amount::Float(v)) => (v, h.bucket_index(v)),
+            Some(Amount::Int(i)) => (i as f64, h.bucket_index(i as f64)),
+            None => (
+                amount::added_to_zero(amount)?,
+                python_bucket(amount, h.bounds())?,
+            ),
         };
         h.observe_in(bucket, v);
         if exemplar.is_some() {
