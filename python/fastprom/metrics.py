@@ -15,7 +15,6 @@ from threading import Lock
 from typing import (
     Any, Callable, Dict, Iterable, Literal, Optional, Sequence, Tuple, Type, TypeVar, Union,
 )
-import warnings
 
 from . import _native, values
 from .context_managers import ExceptionCounter, InprogressTracker, Timer
@@ -95,11 +94,8 @@ def _multiprocess_storage():
         identify = value_class._process_identifier
         process = None if identify is os.getpid else str(identify())
         return os.environ['PROMETHEUS_MULTIPROC_DIR'], process
-    if value_class is not values._import_value_class:
-        if value_class is values.MutexValue:
-            return None
-        warnings.warn(f'fastprom keeps values natively; values.ValueClass = {value_class!r} is not '
-                      'used (only MutexValue and MultiProcessValue classes are)', UserWarning)
+    if value_class is not values._import_value_class and value_class is values.MutexValue:
+        return None
     directory = _multiprocess_dir()
     return (directory, None) if directory else None
 
@@ -147,6 +143,7 @@ class MetricWrapperBase(Collector):
                  namespace: str = '', subsystem: str = '', unit: str = '',
                  registry: Optional[CollectorRegistry] = REGISTRY,
                  _labelvalues: Optional[Sequence[str]] = None) -> None:
+        foreign_values.adopt(self)
         self._original_name, self._namespace, self._subsystem = name, namespace, subsystem
         self._name = _build_full_name(self._type, name, namespace, subsystem, unit)
         self._labelnames = _validate_labelnames(self, labelnames)
@@ -522,3 +519,7 @@ class Enum(MetricWrapperBase):
             current = self._value
         return [Sample('', {self._name: state}, int(index == current), None, None)
                 for index, state in enumerate(self._states)]
+
+
+# Last: it builds on the classes above.
+from . import foreign_values  # noqa: E402
