@@ -33,7 +33,8 @@ def wanted() -> bool:
 
 class _Stored:
     """An attribute kept in the instance's `__dict__`, in front of the native class's own
-    (`_value`, `_sum`, ... are native views on the cells, which these metrics do not use)."""
+    (`_value`, `_sum`, ... are native views on the cells, which these metrics do not use).
+    Having no `__set__`, it lets CPython read and write the instance's entry directly."""
 
     def __set_name__(self, owner, name):
         self._name = name
@@ -41,13 +42,7 @@ class _Stored:
     def __get__(self, obj, owner=None):
         if obj is None:
             return self
-        try:
-            return obj.__dict__[self._name]
-        except KeyError:
-            raise AttributeError(self._name) from None
-
-    def __set__(self, obj, value):
-        obj.__dict__[self._name] = value
+        raise AttributeError(self._name)
 
 
 def _new_value(metric, suffix: str, labelnames=None, labelvalues=None, **kwargs):
@@ -76,7 +71,13 @@ class _PythonValues:
     _created = _Stored()
 
     def _init_parent(self):
+        self._observable = False
         return {}
+
+    def _raise_if_not_observable(self):
+        # Read as a plain attribute: `_labelvalues` is a native property, slower to reach.
+        if not self.__dict__.get('_observable', True):
+            _metrics_module.MetricWrapperBase._raise_if_not_observable(self)
 
     def _link_child(self, labelvalues, child):
         pass
@@ -193,12 +194,12 @@ class _HistogramValues(_PythonValues):
         self._raise_if_not_observable()
         self._sum.inc(amount)
         # The first bucket the amount fits in; NaN fits in none.
-        index = next((i for i, bound in enumerate(self._upper_bounds) if amount <= bound), None)
-        if index is None:
-            return
-        self._buckets[index].inc(1)
-        if exemplar:
-            self._buckets[index].set_exemplar(_exemplar(exemplar, amount))
+        for bound, bucket in zip(self._upper_bounds, self._buckets):
+            if amount <= bound:
+                bucket.inc(1)
+                if exemplar:
+                    bucket.set_exemplar(_exemplar(exemplar, amount))
+                return
 
     def observe_many(self, amounts) -> None:
         for amount in amounts:
