@@ -62,26 +62,11 @@ CompressionType = Optional[Literal['gzip', 'snappy']]
 
 
 # --------------------------------------------------------------------------------------------
-# Content negotiation
+# Content negotiation: the core's (src/core/negotiate.rs), shared with the native server.
 #
 # Each comma-separated entry of the Accept header is tried in turn (q-values play no part) and
 # the first one fastprom can serve wins; nothing served gives the 0.0.4 text format.
 
-class _Offer(NamedTuple):
-    kind: str                       # 'text' or 'openmetrics'
-    content_type: str               # formatted with the version and escaping asked for
-    unversioned: Optional[tuple]    # the answer to an entry without a version, None: skip it
-
-
-_OFFERS = {
-    'application/openmetrics-text': _Offer(
-        'openmetrics',
-        'application/openmetrics-text; version={version}; charset=utf-8; escaping={escaping}',
-        ('openmetrics', openmetrics.UNDERSCORES, '1.0.0', openmetrics.CONTENT_TYPE_LATEST),
-    ),
-    'text/plain': _Offer('text', CONTENT_TYPE_PLAIN_1_0_0 + '; escaping={escaping}', None),
-}
-_FALLBACK = ('text', openmetrics.UNDERSCORES, None, CONTENT_TYPE_PLAIN_0_0_4)
 _ESCAPING_SCHEMES = frozenset((openmetrics.ALLOWUTF8, openmetrics.UNDERSCORES, openmetrics.DOTS, openmetrics.VALUES))
 
 
@@ -107,28 +92,8 @@ def _get_escaping(accept_header: List[str]) -> str:
     return asked if asked in _ESCAPING_SCHEMES else openmetrics.UNDERSCORES
 
 
-def _negotiate(accept_header: str) -> Tuple[str, str, Optional[str], str]:
-    """(format, escaping, OpenMetrics version or None for text, Content-Type) for an Accept
-    header. A version that does not compare with (1, 0, 0) raises TypeError."""
-    for entry in (accept_header or '').split(','):
-        parts = entry.split(';')
-        offer = _OFFERS.get(parts[0].strip())
-        if offer is None:
-            continue
-        version = _get_version(parts)
-        escaping = _get_escaping(parts)
-        if not version:
-            if offer.unversioned is not None:
-                return offer.unversioned
-            continue
-        if parse_version(version) >= (1, 0, 0):
-            content_type = offer.content_type.format(version=version, escaping=escaping)
-            return offer.kind, escaping, (version if offer.kind == 'openmetrics' else None), content_type
-    return _FALLBACK
-
-
 def choose_encoder(accept_header: str) -> Tuple[Callable[[Collector], bytes], str]:
-    kind, escaping, version, content_type = _negotiate(accept_header)
+    kind, escaping, version, content_type = _native.negotiate(accept_header)
     if kind == 'openmetrics':
         encoder = partial(openmetrics.generate_latest, escaping=escaping, version=version)
     elif content_type == CONTENT_TYPE_PLAIN_0_0_4:
@@ -138,22 +103,8 @@ def choose_encoder(accept_header: str) -> Tuple[Callable[[Collector], bytes], st
     return encoder, content_type
 
 
-def _negotiate_native(accept_header: str) -> Tuple[str, str, Optional[bool], str]:
-    """What the native server (src/py/server.rs) asks: `_negotiate` with the version turned
-    into "emit native histograms", None when it does not compare (Python answers those)."""
-    kind, escaping, version, content_type = _negotiate(accept_header)
-    native_histograms = None
-    if version is not None:
-        try:
-            native_histograms = parse_version(version) >= (2, 0, 0)
-        except Exception:
-            pass
-    return kind, escaping, native_histograms, content_type
-
-
 def gzip_accepted(accept_encoding_header: str) -> bool:
-    codings = (part.split(';')[0].strip().lower() for part in (accept_encoding_header or '').split(','))
-    return 'gzip' in codings
+    return _native.gzip_accepted(accept_encoding_header)
 
 
 def generate_latest(registry: Collector = REGISTRY, escaping: str = openmetrics.UNDERSCORES) -> bytes:
@@ -169,15 +120,9 @@ _ALLOW_HEADER = ('Allow', 'OPTIONS,GET')
 
 
 def _bake_output(registry, accept_header, accept_encoding_header, params, disable_compression):
-    """The (status, headers, body) of a metrics page."""
-    encoder, content_type = choose_encoder(accept_header)
-    if 'name[]' in params:
-        registry = registry.restricted_registry(params['name[]'])
-    body = encoder(registry)
-    headers = [('Content-Type', content_type)]
-    if disable_compression or not gzip_accepted(accept_encoding_header):
-        return '200 OK', headers, body
-    return '200 OK', headers + [('Content-Encoding', 'gzip')], gzip.compress(body)
+    """The (status, headers, body) of a metrics page: the native server's answer."""
+    return _native.bake_output(registry, accept_header, accept_encoding_header,
+                               params.get('name[]'), disable_compression)
 
 
 def _refuse_method(method):

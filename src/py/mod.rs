@@ -9,6 +9,7 @@ mod multiprocess;
 mod parse;
 mod python;
 mod render;
+mod scrape;
 mod server;
 mod timer;
 mod value;
@@ -62,6 +63,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(float_to_go_string, m)?)?;
     m.add_function(wrap_pyfunction!(render::generate_text, m)?)?;
     m.add_function(wrap_pyfunction!(render::generate_openmetrics, m)?)?;
+    m.add_function(wrap_pyfunction!(scrape::negotiate, m)?)?;
+    m.add_function(wrap_pyfunction!(scrape::gzip_accepted, m)?)?;
+    m.add_function(wrap_pyfunction!(scrape::bake_output, m)?)?;
     m.add_function(wrap_pyfunction!(parse::parse_text, m)?)?;
     m.add_function(wrap_pyfunction!(parse::parse_openmetrics, m)?)?;
     m.add_function(wrap_pyfunction!(parse::parse_labels, m)?)?;

@@ -86,7 +86,7 @@ pub fn generate_openmetrics<'py>(
     )
 }
 
-fn render<'py>(
+pub(super) fn render<'py>(
     py: Python<'py>,
     registry: &Bound<'py, PyAny>,
     escaping: Escaping,

@@ -2,24 +2,22 @@
 //! own metrics are rendered without the GIL.
 //!
 //! The GIL is taken only to learn what to render: once per registry change (the registry's
-//! `Generation` tells), once per new `Accept` header, and on every scrape while the registry
-//! holds collectors that only Python can collect (custom collectors, `set_function` gauges,
-//! the process/platform/GC collectors).
+//! `Generation` tells), and on every scrape while the registry holds collectors that only
+//! Python can collect (custom collectors, `set_function` gauges, the process/platform/GC
+//! collectors). Negotiation is the core's (`core::negotiate`), as for the apps.
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use pyo3::prelude::*;
 
 use super::errors::{runtime_error, value_error, Error};
 use super::render::{gather, write_items, Format, Item};
+use super::scrape::{bake_for_server, gzip, render_format};
 use crate::core::http::{Handler, Limits, Request, Response, Server};
 use crate::core::model::Escaping;
+use crate::core::negotiate;
 
 /// Bumped on every change that alters what a registry renders (register, unregister, target
 /// info) so a cached render plan knows it is stale.
@@ -68,7 +66,6 @@ impl MetricsServer {
             registry: registry.clone().unbind(),
             generation,
             plan: Mutex::new(None),
-            negotiated: Mutex::new(HashMap::new()),
         };
         Ok(MetricsServer {
             server: Arc::new(server),
@@ -134,14 +131,13 @@ fn listener_from(_fd: i64) -> PyResult<TcpListener> {
 }
 
 /// What an `Accept` header asks for.
-#[derive(Clone)]
 enum Negotiated {
     Native {
         format: Format,
         escaping: Escaping,
         content_type: String,
     },
-    /// Something only Python handles (a version `parse_version` cannot compare).
+    /// Something only Python handles (a version Python cannot compare).
     Python,
 }
 
@@ -157,11 +153,9 @@ struct ScrapeHandler {
     registry: Py<PyAny>,
     generation: Option<Arc<AtomicU64>>,
     plan: Mutex<Option<Plan>>,
-    negotiated: Mutex<HashMap<String, Negotiated>>,
 }
 
 const SERVER_ERROR: &str = "A server error occurred.  Please contact the administrator.";
-const MAX_REMEMBERED_ACCEPT_HEADERS: usize = 64;
 
 impl Handler for ScrapeHandler {
     fn handle(&self, request: &Request) -> Response {
@@ -191,7 +185,7 @@ impl ScrapeHandler {
             return self.python_response(request);
         }
         let accept = request.header("accept");
-        let (format, escaping, content_type) = match self.negotiate(accept.unwrap_or(""))? {
+        let (format, escaping, content_type) = match negotiated(accept.unwrap_or("")) {
             Negotiated::Native {
                 format,
                 escaping,
@@ -201,42 +195,11 @@ impl ScrapeHandler {
         };
         let mut body = self.render(format, escaping)?;
         let mut headers = vec![("Content-Type".to_string(), content_type)];
-        if gzip_accepted(request.header("accept-encoding").unwrap_or("")) {
+        if negotiate::gzip_accepted(request.header("accept-encoding").unwrap_or("")) {
             body = gzip(&body);
             headers.push(("Content-Encoding".to_string(), "gzip".to_string()));
         }
         Some(Response::new("200 OK", headers, body))
-    }
-
-    fn negotiate(&self, accept: &str) -> Option<Negotiated> {
-        if let Some(known) = lock(&self.negotiated).get(accept) {
-            return Some(known.clone());
-        }
-        let negotiated = with_python(|py| {
-            let exposition = py.import("fastprom.exposition")?;
-            let answer = exposition.call_method1("_negotiate_native", (accept,))?;
-            let (kind, escaping, native_histograms, content_type): (
-                String,
-                String,
-                Option<bool>,
-                String,
-            ) = answer.extract()?;
-            let format = match (kind.as_str(), native_histograms) {
-                ("text", _) => Format::Text,
-                ("openmetrics", Some(nh)) => Format::OpenMetrics(nh),
-                _ => return Ok(Negotiated::Python),
-            };
-            Ok(Negotiated::Native {
-                format,
-                escaping: Escaping::parse(&escaping),
-                content_type,
-            })
-        })?;
-        let mut known = lock(&self.negotiated);
-        if known.len() < MAX_REMEMBERED_ACCEPT_HEADERS {
-            known.insert(accept.to_string(), negotiated.clone());
-        }
-        Some(negotiated)
     }
 
     fn render(&self, format: Format, escaping: Escaping) -> Option<Vec<u8>> {
@@ -286,29 +249,37 @@ impl ScrapeHandler {
         Ok(items)
     }
 
-    /// The response of `fastprom.exposition._bake_output`, as the WSGI app gives it.
+    /// The response the apps give (`scrape::bake_output`), for what needs Python.
     fn python_response(&self, request: &Request) -> Option<Response> {
         with_python(|py| {
-            let exposition = py.import("fastprom.exposition")?;
-            let params = py
-                .import("urllib.parse")?
-                .call_method1("parse_qs", (request.query.as_str(),))?;
-            let args = (
+            let (status, headers, body) = bake_for_server(
+                py,
                 self.registry.bind(py),
                 request.header("accept"),
                 request.header("accept-encoding"),
-                params,
-                false,
-            );
-            let baked = exposition.call_method1("_bake_output", args)?;
-            let (status, headers, body): (String, Vec<(String, String)>, Vec<u8>) =
-                baked.extract()?;
+                &request.query,
+            )?;
             Ok(Response {
                 status,
                 headers,
                 body,
             })
         })
+    }
+}
+
+/// What an `Accept` header asks the native path for.
+fn negotiated(accept: &str) -> Negotiated {
+    let Ok(chosen) = negotiate::negotiate(accept) else {
+        return Negotiated::Python;
+    };
+    match render_format(&chosen) {
+        Some(format) => Negotiated::Native {
+            format,
+            escaping: Escaping::parse(chosen.escaping),
+            content_type: chosen.content_type,
+        },
+        None => Negotiated::Python,
     }
 }
 
@@ -359,19 +330,4 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// As `fastprom.exposition.gzip_accepted`.
-fn gzip_accepted(accept_encoding: &str) -> bool {
-    accept_encoding.split(',').any(|accepted| {
-        let coding = accepted.split(';').next().unwrap_or("");
-        coding.trim().eq_ignore_ascii_case("gzip")
-    })
-}
-
-fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::default());
-    // Writing into a Vec cannot fail.
-    let _ = encoder.write_all(body);
-    encoder.finish().unwrap_or_default()
 }
