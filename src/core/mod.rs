@@ -13,4 +13,5 @@ pub mod negotiate;
 pub mod observations;
 pub mod openmetrics;
 pub mod parse;
+pub mod quantiles;
 pub mod text;
