@@ -14,7 +14,6 @@ import inspect
 import json
 import pkgutil
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -234,20 +233,13 @@ def test_native_stub_matches_the_runtime():
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def _pyright() -> List[str]:
-    """The pyright command, or a failure saying why there is none (it needs Node.js)."""
-    if shutil.which('node') is None:
-        pytest.fail('pyright needs Node.js (`node` on PATH)')
-    return [sys.executable, '-m', 'pyright']
-
-
 @pytest.fixture(scope='module')
 def pyright_results(variant_dirs) -> Dict[str, Dict[str, Set[Tuple[int, str]]]]:
     """Per variant, per program file: (line, rule) of pyright's errors."""
     results = {}
     for variant, directory in variant_dirs.items():
         run = subprocess.run(
-            [*_pyright(), '--outputjson', '--pythonpath', sys.executable, SAMPLE, MISTAKES],
+            [sys.executable, '-m', 'pyright', '--outputjson', '--pythonpath', sys.executable, SAMPLE, MISTAKES],
             cwd=directory, capture_output=True, text=True, timeout=600)
         assert run.returncode in (0, 1), run.stdout + run.stderr
         by_file: Dict[str, Set[Tuple[int, str]]] = {SAMPLE: set(), MISTAKES: set()}
