@@ -7,7 +7,7 @@ Written against prometheus_client; tests/test_typing.py also checks it with ever
 import asyncio
 import os
 import threading
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple, Type
 from wsgiref.simple_server import make_server
 
 from prometheus_client import (
@@ -18,6 +18,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import basic_auth_handler, choose_encoder
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
@@ -85,6 +86,21 @@ def housekeeping(sizes: Dict[str, int]) -> None:
     QUEUE.remove('retry')
     QUEUE.clear()
     FAILURES.reset()
+
+
+class TenantCounter(Counter):
+    """A metric class of the service's own, built on the library's."""
+
+    def inc_for(self, tenant: str, amount: float = 1) -> None:
+        self.labels(tenant).inc(amount)
+
+
+def describe_all(metrics: Iterable[MetricWrapperBase]) -> List[str]:
+    return [family.name for metric in metrics for family in metric.describe()]
+
+
+def latency_histogram(kind: Type[Histogram], name: str) -> Histogram:
+    return kind(name, 'Latency', buckets=Histogram.DEFAULT_BUCKETS)
 
 
 class QueueCollector(Collector):
@@ -172,5 +188,9 @@ def main() -> None:
     print(items, port, status, payload, measure())
     housekeeping({'default': 1})
     print(expose(private_registry()), parse('a 1\n'), multiprocess_registry())
+    tenants = TenantCounter('tenant_requests', 'Requests per tenant', ['tenant'])
+    tenants.inc_for('acme')
+    print(describe_all([REQUESTS, QUEUE, LATENCY, PAYLOAD, BUILD, STATE, tenants]))
+    print(latency_histogram(Histogram, 'db_latency_seconds'))
     serve()
     push(CollectorRegistry())
