@@ -245,6 +245,7 @@ def start_wsgi_server(port: int, addr: str = '0.0.0.0', registry: Collector = RE
     Without TLS, the server is fastprom's native one: scrapes are answered on Rust threads,
     without the GIL for fastprom's own metrics. With TLS (``certfile`` and ``keyfile``), it is
     the WSGI server of the reference."""
+    httpd: Union[MetricsServer, WSGIServer]
     if certfile and keyfile:
         httpd = _tls_wsgi_server(addr, port, registry, (
             certfile, keyfile, protocol, client_cafile, client_capath, client_auth_required,

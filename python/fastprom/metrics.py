@@ -13,7 +13,8 @@ import time
 import types
 from threading import Lock
 from typing import (
-    Any, Callable, Dict, Iterable, Literal, Optional, Sequence, Tuple, Type, TypeVar, Union,
+    TYPE_CHECKING, Any, Callable, Dict, Iterable, Literal, Optional, Sequence, Tuple, Type, TypeVar,
+    Union,
 )
 
 from . import _native, values
@@ -283,7 +284,16 @@ class MetricWrapperBase(Collector):
         raise NotImplementedError('_metric_init() must be implemented by %r' % self)
 
 
-class _CounterMethods:
+if TYPE_CHECKING:
+    # Type checkers read each mixin as what it is grafted into: a MetricWrapperBase and a
+    # native metric.
+    class _MethodsBase(MetricWrapperBase, _native._Metric):
+        pass
+else:
+    _MethodsBase = object
+
+
+class _CounterMethods(_MethodsBase):
     """A Counter tracks counts of events or running totals.
 
         c = Counter('my_failures_total', 'Description of counter')
@@ -311,7 +321,7 @@ _GaugeMode = Literal['all', 'liveall', 'min', 'livemin', 'max', 'livemax', 'sum'
                      'mostrecent', 'livemostrecent']
 
 
-class _GaugeMethods:
+class _GaugeMethods(_MethodsBase):
     """Gauge metric, to report instantaneous values.
 
         g = Gauge('my_inprogress_requests', 'Description of gauge')
@@ -369,7 +379,7 @@ class _GaugeMethods:
         self._mark_python_samples()
 
 
-class _SummaryMethods:
+class _SummaryMethods(_MethodsBase):
     """A Summary tracks the size and number of events.
 
         s = Summary('request_size_bytes', 'Request size (bytes)')
@@ -388,7 +398,7 @@ class _SummaryMethods:
         return Timer(self, 'observe')
 
 
-class _HistogramMethods:
+class _HistogramMethods(_MethodsBase):
     """A Histogram tracks the size and number of events in buckets.
 
         h = Histogram('request_size_bytes', 'Request size (bytes)')
@@ -450,10 +460,25 @@ def _graft(native: type, methods: type) -> type:
     return native
 
 
-Counter = _graft(_native.Counter, _CounterMethods)
-Gauge = _graft(_native.Gauge, _GaugeMethods)
-Summary = _graft(_native.Summary, _SummaryMethods)
-Histogram = _graft(_native.Histogram, _HistogramMethods)
+if TYPE_CHECKING:
+    # What _graft builds, spelt so type checkers follow it: the Python methods (the mixin's,
+    # then MetricWrapperBase's) before the native ones (typed in _native.pyi).
+    class Counter(_CounterMethods, _native.Counter):
+        pass
+
+    class Gauge(_GaugeMethods, _native.Gauge):
+        pass
+
+    class Summary(_SummaryMethods, _native.Summary):
+        pass
+
+    class Histogram(_HistogramMethods, _native.Histogram):
+        pass
+else:
+    Counter = _graft(_native.Counter, _CounterMethods)
+    Gauge = _graft(_native.Gauge, _GaugeMethods)
+    Summary = _graft(_native.Summary, _SummaryMethods)
+    Histogram = _graft(_native.Histogram, _HistogramMethods)
 
 
 

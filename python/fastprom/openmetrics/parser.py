@@ -10,7 +10,7 @@ import math
 from .. import _native
 from ..parser import (  # noqa: F401  (helpers the reference module imports)
     _feed_fd, _last_unquoted_char, _next_unquoted_char, _parse_value,
-    _replace_escaping, _split_quoted, _unquote_unescape, ESCAPE_SEQUENCES,
+    _replace_escaping, _split_quoted, _unquote_unescape, ESCAPE_SEQUENCES as ESCAPE_SEQUENCES,
     ESCAPING_RE, parse_labels,
 )
 from ..samples import Timestamp
