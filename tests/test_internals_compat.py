@@ -29,3 +29,27 @@ def test_install_hook_accepts_truthy_values(value):
 @pytest.mark.parametrize('value', [None, '', '0', 'false', 'no', 'off', 'maybe'])
 def test_install_hook_ignores_other_values(value):
     assert not _run_pth(value)
+
+
+# Names that code imports from the reference's modules besides their public API (classes and
+# helpers those modules import themselves).
+REEXPORTED = {
+    'metrics': ['Exemplar', 'floatToGoString', '_validate_exemplar'],
+    'multiprocess': ['Gauge', 'Metric', 'MmapedDict', 'Sample', 'floatToGoString'],
+    'values': ['MmapedDict', 'mmap_key'],
+    'parser': ['Sample', '_is_valid_legacy_metric_name', '_validate_labelname', '_validate_metric_name'],
+    'openmetrics.parser': ['BucketSpan', 'Exemplar', 'Metric', 'NativeHistogram', 'Sample',
+                           '_is_valid_legacy_metric_name', '_validate_metric_name'],
+}
+
+
+@pytest.mark.parametrize('module', sorted(REEXPORTED))
+def test_names_imported_from_the_reference_modules_exist(module):
+    import importlib
+    reference = importlib.import_module(f'prometheus_client.{module}')
+    ours = importlib.import_module(f'fastprom.{module}')
+    for name in REEXPORTED[module]:
+        assert hasattr(reference, name), name   # the list itself is the reference's
+        assert hasattr(ours, name), f'fastprom.{module}.{name}'
+        assert type(getattr(ours, name)).__name__ == type(getattr(reference, name)).__name__ or \
+            callable(getattr(ours, name)), name

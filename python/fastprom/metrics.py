@@ -21,9 +21,9 @@ from . import _native, values
 from .context_managers import ExceptionCounter, InprogressTracker, Timer
 from .metrics_core import Metric
 from .registry import Collector, CollectorRegistry, REGISTRY
-from .samples import Sample
-from .utils import INF
-from .validation import _validate_labelnames, _validate_metric_name
+from .samples import Exemplar, Sample  # noqa: F401  (Exemplar: importable from here, as in the reference)
+from .utils import floatToGoString, INF  # noqa: F401  (importable from here, as in the reference)
+from .validation import _validate_exemplar, _validate_labelnames, _validate_metric_name  # noqa: F401
 
 T = TypeVar('T', bound='MetricWrapperBase')
 F = TypeVar('F', bound=Callable[..., Any])

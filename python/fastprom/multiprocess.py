@@ -7,6 +7,12 @@ import os
 import warnings
 
 from . import _native, values
+# Importable from here, as from the reference's module.
+from .metrics import Gauge  # noqa: F401
+from .metrics_core import Metric  # noqa: F401
+from .mmap_dict import MmapedDict  # noqa: F401
+from .samples import Sample  # noqa: F401
+from .utils import floatToGoString  # noqa: F401
 
 __all__ = ['MultiProcessCollector', 'mark_process_dead', 'compact']
 

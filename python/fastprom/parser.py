@@ -13,6 +13,10 @@ from typing import Dict, Iterable, List, Match, Optional, TextIO, Tuple
 
 from . import _native
 from .metrics_core import Metric
+from .samples import Sample  # noqa: F401  (importable from here, as in the reference)
+from .validation import (  # noqa: F401
+    _is_valid_legacy_metric_name, _validate_labelname, _validate_metric_name,
+)
 
 __all__ = ['text_string_to_metric_families', 'text_fd_to_metric_families', 'parse_labels']
 

@@ -9,6 +9,8 @@ import os
 import threading
 import warnings
 
+from .mmap_dict import mmap_key, MmapedDict  # noqa: F401  (importable from here, as in the reference)
+
 
 class MutexValue:
     """One float and its exemplar, each read and written under the object's lock."""

@@ -13,7 +13,9 @@ from ..parser import (  # noqa: F401  (helpers the reference module imports)
     _replace_escaping, _split_quoted, _unquote_unescape, ESCAPE_SEQUENCES as ESCAPE_SEQUENCES,
     ESCAPING_RE, parse_labels,
 )
-from ..samples import Timestamp
+from ..metrics_core import Metric  # noqa: F401  (importable from here, as in the reference)
+from ..samples import BucketSpan, Exemplar, NativeHistogram, Sample, Timestamp  # noqa: F401
+from ..validation import _is_valid_legacy_metric_name, _validate_metric_name  # noqa: F401
 from ..utils import floatToGoString
 
 __all__ = ['text_string_to_metric_families', 'text_fd_to_metric_families']
