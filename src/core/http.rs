@@ -7,17 +7,24 @@
 //! of a request head, the time to send it, the idle time between keep-alive requests and the
 //! time to take a response. A client that overruns one of them loses its own connection only.
 //!
-//! The request head is read line by line, by the rules of Python's `http.server` (which the
-//! reference's server runs on), so that odd requests (HTTP/0.9, bad versions, malformed lines)
-//! get the same bytes back as from the reference.
+//! Requests the handler calls alike (same `sharing_key`) that wait for a render at the same
+//! time share one: a flood of scrapes costs a render or two, not one each, and the answer, held
+//! once, is what slow readers share. A shared render starts after every request it answers
+//! arrived, so none gets an older answer than its own render would have given.
+//!
+//! A well-formed request head is parsed by `httparse`. One it refuses (HTTP/0.9, a bad
+//! version, a malformed line, too many headers) is read again line by line, by the rules of
+//! Python's `http.server` (which the reference's server runs on), so that it gets the same
+//! bytes back as from the reference.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -41,6 +48,14 @@ impl Request {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// A folded line joins the value of header `name` with its line break, as Python keeps it.
+    fn fold_into(&mut self, name: &str, line: &str) {
+        if let Some((_, value)) = self.headers.iter_mut().find(|(n, _)| n == name) {
+            value.push_str("\r\n");
+            value.push_str(line);
+        }
     }
 
     fn add_header(&mut self, name: String, value: String) {
@@ -78,6 +93,12 @@ impl Response {
 
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: &Request) -> Response;
+
+    /// Requests with the same key get the same answer when handled at the same moment, so
+    /// those waiting together may share one call; `None` (the default): never shared.
+    fn sharing_key(&self, _request: &Request) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -93,7 +114,7 @@ pub struct Limits {
     pub max_requests_per_connection: usize,
     /// Handlers (renders) running at once; the requests beyond wait their turn, in order.
     pub max_renders: usize,
-    /// Each connection's read buffer (a request head longer than this still fits in
+    /// Bytes read from a connection at once (a request head longer than this still fits in
     /// `max_head_bytes`: it is read in several pieces).
     pub read_buffer_bytes: usize,
 }
@@ -121,6 +142,7 @@ pub struct Server {
     limits: Arc<Limits>,
     stopping: watch::Sender<bool>,
     connections: Arc<AtomicUsize>,
+    renders: Arc<Renders>,
     /// Its own few threads: connections are tasks on them, renders run on its blocking pool.
     runtime: Option<Runtime>,
 }
@@ -143,6 +165,7 @@ impl Server {
             limits: Arc::new(limits),
             stopping: watch::channel(false).0,
             connections: Arc::new(AtomicUsize::new(0)),
+            renders: Arc::default(),
             runtime: Some(runtime),
         })
     }
@@ -227,11 +250,14 @@ impl Server {
         let busy = active >= self.limits.max_connections;
         let limits = self.limits.clone();
         let connections = self.connections.clone();
+        let renders = self.renders.clone();
         self.runtime().spawn(async move {
             if busy {
                 refuse_connection(stream).await;
             } else {
-                let _ = serve_connection(stream, handler, &limits).await;
+                let mut connection = Connection::new(stream, &limits);
+                let _ = connection.serve(&handler, &renders, &limits).await;
+                let _ = connection.close();
             }
             connections.fetch_sub(1, Ordering::AcqRel);
         });
@@ -293,76 +319,324 @@ async fn refuse_connection(mut stream: TcpStream) {
     let mut buffer = [0u8; 4096];
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buffer)).await;
     let busy = Response::text("503 Service Unavailable", "Too many connections\n");
-    let answer = encode_response(&busy, false, false);
+    let answer = encode_answer(&busy, false);
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&answer)).await;
     let _ = stream.shutdown().await;
 }
 
-/// Serves requests on one connection until it closes, errs or overruns a limit.
-async fn serve_connection(
-    stream: TcpStream,
-    handler: Arc<dyn Handler>,
-    limits: &Limits,
-) -> io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    let mut reader = BufReader::with_capacity(limits.read_buffer_bytes, stream);
-    for served in 0..limits.max_requests_per_connection {
-        let idle = if served == 0 {
-            limits.head_timeout
-        } else {
-            limits.idle_timeout
+/// The renders waiting for a blocking thread, by sharing key: a request whose key has one
+/// waiting joins it instead of queueing one more.
+#[derive(Default)]
+struct Renders {
+    waiting: Mutex<HashMap<String, watch::Receiver<Option<Arc<Response>>>>>,
+}
+
+impl Renders {
+    /// The handler's response to `request`, made on the blocking pool (shared when it can be).
+    async fn render(
+        self: &Arc<Self>,
+        handler: &Arc<dyn Handler>,
+        request: Request,
+    ) -> io::Result<Arc<Response>> {
+        let Some(key) = handler.sharing_key(&request) else {
+            let handler = handler.clone();
+            return tokio::task::spawn_blocking(move || Arc::new(handler.handle(&request)))
+                .await
+                .map_err(|_| io::Error::other("the handler panicked"));
         };
-        let head = match read_head(&mut reader, idle, limits).await {
-            Ok(Some(head)) => head,
-            Ok(None) => return close(reader),
-            Err(HeadError::Io(e)) => return Err(e),
-            Err(HeadError::Bad(status)) => {
-                let response = Response::text(status, &format!("{status}\n"));
-                send(
-                    &mut reader,
-                    &encode_response(&response, false, false),
-                    limits,
-                )
-                .await?;
-                return close(reader);
-            }
-            Err(HeadError::Page(page)) => {
-                send(&mut reader, &page, limits).await?;
-                return close(reader);
-            }
-            Err(HeadError::Silent) => return close(reader),
+        let mut answer = self.join_or_queue(key, handler, request);
+        let response = match answer.wait_for(Option::is_some).await {
+            Ok(response) => response.clone(),
+            Err(_) => None,
         };
-        let keep_alive = head.keep_alive && served + 1 < limits.max_requests_per_connection;
+        response.ok_or_else(|| io::Error::other("the handler panicked"))
+    }
+
+    fn join_or_queue(
+        self: &Arc<Self>,
+        key: String,
+        handler: &Arc<dyn Handler>,
+        request: Request,
+    ) -> watch::Receiver<Option<Arc<Response>>> {
+        let mut waiting = lock(&self.waiting);
+        if let Some(answer) = waiting.get(&key) {
+            return answer.clone();
+        }
+        let (sender, answer) = watch::channel(None);
+        waiting.insert(key.clone(), answer.clone());
+        let renders = self.clone();
         let handler = handler.clone();
-        let request = head.request;
-        // Rendering blocks (and may take the GIL): it runs on the runtime's bounded blocking pool.
-        let response = tokio::task::spawn_blocking(move || handler.handle(&request))
-            .await
-            .map_err(|_| io::Error::other("the handler panicked"))?;
-        // HEAD gets the whole answer (the app's 405 and its text), as from the reference's WSGI server.
-        let answer = encode_response(&response, keep_alive, head.simple);
-        drop(response);
-        send(&mut reader, &answer, limits).await?;
-        if !keep_alive {
-            break;
+        tokio::task::spawn_blocking(move || {
+            // Requests that come from now on wait for the next render: this one may be too old.
+            lock(&renders.waiting).remove(&key);
+            let response = handler.handle(&request);
+            sender.send_replace(Some(Arc::new(response)));
+        });
+        answer
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A client's connection and the bytes read from it but not used yet (the start of a
+/// pipelined request, say).
+struct Connection {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    /// Bytes read at once.
+    read_size: usize,
+}
+
+impl Connection {
+    fn new(stream: TcpStream, limits: &Limits) -> Connection {
+        let _ = stream.set_nodelay(true);
+        Connection {
+            stream,
+            buffer: Vec::new(),
+            read_size: limits.read_buffer_bytes.max(1),
         }
     }
-    close(reader)
-}
 
-/// Writes `bytes` within the write timeout: a client that does not read loses its connection.
-async fn send(reader: &mut BufReader<TcpStream>, bytes: &[u8], limits: &Limits) -> io::Result<()> {
-    let stream = reader.get_mut();
-    match tokio::time::timeout(limits.write_timeout, stream.write_all(bytes)).await {
-        Ok(written) => written,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    /// Serves requests until the client closes, errs or overruns a limit (then `close`).
+    async fn serve(
+        &mut self,
+        handler: &Arc<dyn Handler>,
+        renders: &Arc<Renders>,
+        limits: &Limits,
+    ) -> io::Result<()> {
+        for served in 0..limits.max_requests_per_connection {
+            let idle = if served == 0 {
+                limits.head_timeout
+            } else {
+                limits.idle_timeout
+            };
+            let head = match self.read_head(idle, limits).await {
+                Ok(Some(head)) => head,
+                Ok(None) => return Ok(()),
+                Err(HeadError::Io(e)) => return Err(e),
+                Err(HeadError::Bad(status)) => {
+                    let refusal = Response::text(status, &format!("{status}\n"));
+                    self.send(&encode_answer(&refusal, false), &[], limits)
+                        .await?;
+                    return Ok(());
+                }
+                Err(HeadError::Page(page)) => {
+                    self.send(&page, &[], limits).await?;
+                    return Ok(());
+                }
+                Err(HeadError::Silent) => return Ok(()),
+            };
+            let keep_alive = head.keep_alive && served + 1 < limits.max_requests_per_connection;
+            let response = renders.render(handler, head.request).await?;
+            // HEAD gets the whole answer (the app's 405 and its text), as from the reference's WSGI server.
+            if head.simple {
+                self.send(&[], &response.body, limits).await?;
+            } else {
+                self.send_answer(&response, keep_alive, limits).await?;
+            }
+            if !keep_alive {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the answer's head, then its body, which may be shared with other connections.
+    async fn send_answer(
+        &mut self,
+        response: &Response,
+        keep_alive: bool,
+        limits: &Limits,
+    ) -> io::Result<()> {
+        // A small answer goes out in one piece.
+        if response.body.len() <= SMALL_BODY_BYTES {
+            return self
+                .send(&encode_answer(response, keep_alive), &[], limits)
+                .await;
+        }
+        let head = encode_head(response, keep_alive);
+        self.send(&head, &response.body, limits).await
+    }
+
+    /// Writes `head` and `body` within the write timeout: a client that does not read loses
+    /// its connection.
+    async fn send(&mut self, head: &[u8], body: &[u8], limits: &Limits) -> io::Result<()> {
+        let stream = &mut self.stream;
+        let written = tokio::time::timeout(limits.write_timeout, async move {
+            stream.write_all(head).await?;
+            stream.write_all(body).await
+        });
+        match written.await {
+            Ok(written) => written,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// Shuts both directions, as Python's servers do, and closes.
+    fn close(self) -> io::Result<()> {
+        self.stream.into_std()?.shutdown(Shutdown::Both)
+    }
+
+    /// Reads once more from the client, within `deadline`: 408 when it passes, an error at
+    /// the end of the stream.
+    async fn read_more(&mut self, deadline: Instant) -> Result<(), HeadError> {
+        let filled = self.buffer.len();
+        self.buffer.resize(filled + self.read_size, 0);
+        let read = tokio::time::timeout_at(deadline, self.stream.read(&mut self.buffer[filled..]));
+        let outcome = read.await;
+        let count = match outcome {
+            Ok(Ok(count)) => count,
+            _ => 0,
+        };
+        self.buffer.truncate(filled + count);
+        match outcome {
+            Err(_) => Err(HeadError::Bad("408 Request Timeout")),
+            Ok(Ok(0)) => Err(HeadError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+        }
+    }
+
+    /// Reads one request head; `None` when the client closed or stayed idle. The whole head
+    /// must arrive within `head_timeout` of its first byte: a client trickling bytes cannot
+    /// hold on.
+    async fn read_head(
+        &mut self,
+        idle: Duration,
+        limits: &Limits,
+    ) -> Result<Option<Head>, HeadError> {
+        if self.buffer.is_empty() {
+            // An idle connection holds no buffer until its client writes.
+            self.buffer = Vec::new();
+            match tokio::time::timeout(idle, self.stream.readable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Ok(None),
+            }
+            match self.read_more(Instant::now() + idle).await {
+                Ok(()) => {}
+                Err(HeadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let deadline = Instant::now() + limits.head_timeout;
+        loop {
+            match parse_head(&self.buffer) {
+                Parsed::Complete(head, used) if used <= limits.max_head_bytes => {
+                    self.buffer.drain(..used);
+                    return Ok(Some(head));
+                }
+                Parsed::Partial if self.buffer.len() < limits.max_head_bytes => {
+                    self.read_more(deadline).await?
+                }
+                // Oversized heads are refused by the line reader, which says which line.
+                _ => break,
+            }
+        }
+        self.read_odd_head(deadline, limits).await.map(Some)
+    }
+
+    /// Reads a head `httparse` refused line by line, by the rules of Python's `http.server`.
+    async fn read_odd_head(
+        &mut self,
+        deadline: Instant,
+        limits: &Limits,
+    ) -> Result<Head, HeadError> {
+        let mut budget = limits.max_head_bytes;
+        let Some(request_line) = self.read_line(deadline, &mut budget).await? else {
+            return Err(python_refusal(
+                414,
+                "Request-URI Too Long",
+                "URI is too long",
+                "",
+            ));
+        };
+        let (method, target, version) = parse_request_line(&request_line)?;
+        let mut request = request_for(method, target);
+        // HTTP/0.9 has no headers: Python answers at once.
+        if version != "HTTP/0.9" {
+            self.read_odd_headers(&mut request, deadline, &mut budget)
+                .await?;
+        }
+        Ok(Head::new(request, version))
+    }
+
+    /// The header lines up to the empty one, as Python's `http.client` reads them.
+    async fn read_odd_headers(
+        &mut self,
+        request: &mut Request,
+        deadline: Instant,
+        budget: &mut usize,
+    ) -> Result<(), HeadError> {
+        let mut last_name = None;
+        let mut headers_ended = false;
+        // Python counts the empty line that ends the head too.
+        for _ in 0..MAX_HEADER_LINES {
+            let Some(line) = self.read_line(deadline, budget).await? else {
+                return Err(HeadError::Bad("431 Request Header Fields Too Large"));
+            };
+            if line.is_empty() {
+                return Ok(());
+            }
+            match header_line(&line) {
+                _ if headers_ended => {}
+                HeaderLine::Field(name, value) => {
+                    request.add_header(name.clone(), value);
+                    last_name = Some(name);
+                }
+                HeaderLine::Folded => {
+                    if let Some(name) = &last_name {
+                        request.fold_into(name, line.trim_end());
+                    }
+                }
+                HeaderLine::Nameless => {}
+                // Python's parser takes the rest of the head for a body: no more headers.
+                HeaderLine::NotAHeader => headers_ended = true,
+            }
+        }
+        let explain = format!("got more than {MAX_HEADER_LINES} headers");
+        Err(python_refusal(
+            431,
+            "Too many headers",
+            &explain,
+            &request.method,
+        ))
+    }
+
+    /// One CRLF- or LF-terminated line, decoded as latin-1, within `budget` bytes (`None`
+    /// when it is longer).
+    async fn read_line(
+        &mut self,
+        deadline: Instant,
+        budget: &mut usize,
+    ) -> Result<Option<String>, HeadError> {
+        loop {
+            let window = self.buffer.len().min(*budget);
+            if let Some(end) = self.buffer[..window].iter().position(|&b| b == b'\n') {
+                *budget -= end + 1;
+                let line: String = self.buffer[..end].iter().map(|&b| b as char).collect();
+                self.buffer.drain(..=end);
+                return Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()));
+            }
+            if self.buffer.len() >= *budget {
+                return Ok(None);
+            }
+            self.read_more(deadline).await?;
+        }
     }
 }
 
-/// Shuts both directions, as Python's servers do, and closes.
-fn close(reader: BufReader<TcpStream>) -> io::Result<()> {
-    reader.into_inner().into_std()?.shutdown(Shutdown::Both)
-}
+/// Answers of up to this size are sent with their head in one write.
+const SMALL_BODY_BYTES: usize = 16 * 1024;
+/// Python's `http.client` refuses a head of more lines than this (its empty last line included).
+const MAX_HEADER_LINES: usize = 100;
 
 struct Head {
     request: Request,
@@ -371,10 +645,29 @@ struct Head {
     simple: bool,
 }
 
+impl Head {
+    /// Only an HTTP/1.1 request without a body is kept alive: the reference's server closes
+    /// after every answer, and an HTTP/1.0 client gets its answers the same way.
+    fn new(request: Request, version: &str) -> Head {
+        let has_body = request.header("transfer-encoding").is_some()
+            || request
+                .header("content-length")
+                .is_some_and(|n| n.trim() != "0");
+        let closing = request
+            .header("connection")
+            .is_some_and(|c| c.to_ascii_lowercase().contains("close"));
+        Head {
+            keep_alive: version == "HTTP/1.1" && !has_body && !closing,
+            simple: version == "HTTP/0.9",
+            request,
+        }
+    }
+}
+
 enum HeadError {
     Io(io::Error),
     Bad(&'static str),
-    /// A bare page sent before closing, as Python's server answers a malformed request line.
+    /// Bytes sent before closing: Python's answer to a malformed request.
     Page(Vec<u8>),
     /// Close without an answer (an empty request line).
     Silent,
@@ -386,59 +679,77 @@ impl From<io::Error> for HeadError {
     }
 }
 
-/// Reads one request head; `None` when the client closed or stayed idle. The whole head must
-/// arrive within `head_timeout` of its first byte: a client trickling bytes cannot hold on.
-async fn read_head(
-    reader: &mut BufReader<TcpStream>,
-    idle: Duration,
-    limits: &Limits,
-) -> Result<Option<Head>, HeadError> {
-    match tokio::time::timeout(idle, reader.fill_buf()).await {
-        Ok(Ok([])) | Err(_) => return Ok(None),
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(e.into()),
+enum Parsed {
+    /// A well-formed head, and the bytes it took.
+    Complete(Head, usize),
+    Partial,
+    /// Not for `httparse`: Python's rules decide.
+    Odd,
+}
+
+/// Python's `http.client` takes this many headers (one fewer than its line limit).
+const MAX_HEADERS: usize = MAX_HEADER_LINES - 1;
+
+fn parse_head(bytes: &[u8]) -> Parsed {
+    // httparse passes over empty lines before the request line; Python closes at the first.
+    if matches!(bytes.first(), Some(b'\r' | b'\n')) {
+        return Parsed::Odd;
     }
-    let deadline = Instant::now() + limits.head_timeout;
-    let mut budget = limits.max_head_bytes;
-    let request_line = read_line(reader, deadline, &mut budget).await?;
-    let (method, target, version) = parse_request_line(&request_line)?;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let used = match parsed.parse(bytes) {
+        Ok(httparse::Status::Complete(used)) => used,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Odd,
+    };
+    let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
+    else {
+        return Parsed::Odd;
+    };
+    let mut request = request_for(method, target);
+    for header in parsed.headers.iter() {
+        let value: String = header.value.iter().map(|&b| b as char).collect();
+        request.add_header(header.name.to_ascii_lowercase(), value.trim().to_string());
+    }
+    let version = if minor == 1 { "HTTP/1.1" } else { "HTTP/1.0" };
+    Parsed::Complete(Head::new(request, version), used)
+}
+
+/// What Python's header parser (`email`, in its compat32 policy) makes of a line of the head.
+enum HeaderLine {
+    /// `name: value`: the name lower-cased, the value trimmed.
+    Field(String, String),
+    /// A line starting with white space continues the header before it.
+    Folded,
+    /// `: value`, passed over.
+    Nameless,
+    NotAHeader,
+}
+
+fn header_line(line: &str) -> HeaderLine {
+    if line.starts_with([' ', '\t']) {
+        return HeaderLine::Folded;
+    }
+    let Some((name, value)) = line.split_once(':') else {
+        return HeaderLine::NotAHeader;
+    };
+    if name.is_empty() {
+        HeaderLine::Nameless
+    } else if name.chars().all(|c| ('!'..='~').contains(&c)) {
+        HeaderLine::Field(name.to_ascii_lowercase(), value.trim().to_string())
+    } else {
+        HeaderLine::NotAHeader
+    }
+}
+
+fn request_for(method: &str, target: &str) -> Request {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut request = Request {
+    Request {
         method: method.to_string(),
         path: percent_decode(path),
         query: query.to_string(),
         headers: Vec::new(),
-    };
-    loop {
-        let line = read_line(reader, deadline, &mut budget).await?;
-        if line.is_empty() {
-            break;
-        }
-        // Python's header parser passes over a line without a colon; so does this one.
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        request.add_header(name.trim().to_ascii_lowercase(), value.trim().to_string());
     }
-    let has_body = request.header("transfer-encoding").is_some()
-        || request
-            .header("content-length")
-            .is_some_and(|n| n.trim() != "0");
-    let connection = request
-        .header("connection")
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let keep_alive = !has_body
-        && if version == "HTTP/1.1" {
-            !connection.contains("close")
-        } else {
-            connection.contains("keep-alive")
-        };
-    Ok(Some(Head {
-        request,
-        keep_alive: keep_alive && version != "HTTP/0.9",
-        simple: version == "HTTP/0.9",
-    }))
 }
 
 /// Splits a request line by the rules of Python's `http.server`, which the reference's server
@@ -516,57 +827,45 @@ fn py_repr(text: &str) -> String {
     out
 }
 
-/// The error page of Python's `http.server` (its `DEFAULT_ERROR_MESSAGE` layout).
+/// Python's refusal of a malformed request line: its error page alone, as that comes before
+/// the client's HTTP version is known.
 fn python_error(code: u16, message: &str) -> HeadError {
     let explain = match code {
-        505 => "Cannot fulfill request.",
-        _ => "Bad request syntax or unsupported method.",
+        505 => "Cannot fulfill request",
+        _ => "Bad request syntax or unsupported method",
     };
-    let escaped = message
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    let page = format!(
-        "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <meta charset=\"utf-8\">\n        \
-         <title>Error response</title>\n    </head>\n    <body>\n        <h1>Error response</h1>\n        \
-         <p>Error code: {code}</p>\n        <p>Message: {escaped}.</p>\n        \
-         <p>Error code explanation: {code} - {explain}</p>\n    </body>\n</html>\n"
-    );
-    HeadError::Page(page.into_bytes())
+    HeadError::Page(python_error_page(code, message, explain).into_bytes())
 }
 
-/// One CRLF- or LF-terminated line of the head, decoded as latin-1.
-async fn read_line(
-    reader: &mut BufReader<TcpStream>,
-    deadline: Instant,
-    budget: &mut usize,
-) -> Result<String, HeadError> {
-    let mut line = Vec::new();
-    loop {
-        let available = match tokio::time::timeout_at(deadline, reader.fill_buf()).await {
-            Err(_) => return Err(HeadError::Bad("408 Request Timeout")),
-            Ok(Ok([])) => return Err(HeadError::Io(io::ErrorKind::UnexpectedEof.into())),
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Ok(Err(e)) => return Err(e.into()),
-        };
-        let (taken, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (available.len(), false),
-        };
-        if taken > *budget {
-            return Err(HeadError::Bad("431 Request Header Fields Too Large"));
-        }
-        *budget -= taken;
-        line.extend_from_slice(&available[..taken]);
-        reader.consume(taken);
-        if done {
-            while matches!(line.last(), Some(b'\n' | b'\r')) {
-                line.pop();
-            }
-            return Ok(line.iter().map(|&b| b as char).collect());
-        }
+/// Python's refusal with a status line and headers (less `Server` and `Date`); no page
+/// for HEAD.
+fn python_refusal(code: u16, message: &str, explain: &str, method: &str) -> HeadError {
+    let page = python_error_page(code, message, explain);
+    let mut answer = format!(
+        "HTTP/1.0 {code} {message}\r\nConnection: close\r\n\
+         Content-Type: text/html;charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+        page.len()
+    );
+    if method != "HEAD" {
+        answer.push_str(&page);
     }
+    HeadError::Page(answer.into_bytes())
+}
+
+/// The error page of Python's `http.server` (its `DEFAULT_ERROR_MESSAGE` layout).
+fn python_error_page(code: u16, message: &str, explain: &str) -> String {
+    let escape = |text: &str| {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let (message, explain) = (escape(message), escape(explain));
+    format!(
+        "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <meta charset=\"utf-8\">\n        \
+         <title>Error response</title>\n    </head>\n    <body>\n        <h1>Error response</h1>\n        \
+         <p>Error code: {code}</p>\n        <p>Message: {message}.</p>\n        \
+         <p>Error code explanation: {code} - {explain}.</p>\n    </body>\n</html>\n"
+    )
 }
 
 /// `%XX` sequences decoded as latin-1, as WSGI's `PATH_INFO`.
@@ -594,11 +893,8 @@ fn percent_decode(path: &str) -> String {
     out.iter().map(|&b| b as char).collect()
 }
 
-/// The bytes of an answer: its status line and headers, or the body alone for HTTP/0.9.
-fn encode_response(response: &Response, keep_alive: bool, body_only: bool) -> Vec<u8> {
-    if body_only {
-        return response.body.clone();
-    }
+/// An answer's status line and headers.
+fn encode_head(response: &Response, keep_alive: bool) -> Vec<u8> {
     // An HTTP/1.0 answer closes the connection without saying so, as Python's servers answer.
     let version = if keep_alive { "HTTP/1.1" } else { "HTTP/1.0" };
     let mut head = format!("{version} {}\r\n", response.status);
@@ -607,9 +903,14 @@ fn encode_response(response: &Response, keep_alive: bool, body_only: bool) -> Ve
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", response.body.len()));
     // Header values came from Python strings; non-latin-1 text is sent as UTF-8.
-    let mut out = head.into_bytes();
-    out.extend_from_slice(&response.body);
-    out
+    head.into_bytes()
+}
+
+/// A whole answer in one buffer.
+fn encode_answer(response: &Response, keep_alive: bool) -> Vec<u8> {
+    let mut answer = encode_head(response, keep_alive);
+    answer.extend_from_slice(&response.body);
+    answer
 }
 
 /// Reads a whole response, for tests: status line, headers and body up to the end.
