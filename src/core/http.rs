@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -152,7 +153,8 @@ impl Server {
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            // Two, so that a connection woken among a flood of others is not served last.
+            .worker_threads(2)
             .max_blocking_threads(limits.max_renders.max(1))
             .thread_name("fastprom-http")
             .enable_io()
@@ -324,11 +326,20 @@ async fn refuse_connection(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
-/// The renders waiting for a blocking thread, by sharing key: a request whose key has one
-/// waiting joins it instead of queueing one more.
+type Answer = watch::Receiver<Option<Arc<Response>>>;
+
+/// Shared renders, by sharing key. A key has at most one render running and one waiting to
+/// start after it; a request whose key has one waiting joins it. So a flood of alike requests
+/// keeps one blocking thread busy, and the others stay free for other requests.
 #[derive(Default)]
 struct Renders {
-    waiting: Mutex<HashMap<String, watch::Receiver<Option<Arc<Response>>>>>,
+    keys: Mutex<HashMap<String, KeyRenders>>,
+}
+
+/// A key's renders: one is running (the entry exists), perhaps one more is waiting.
+#[derive(Default)]
+struct KeyRenders {
+    next: Option<(Request, watch::Sender<Option<Arc<Response>>>)>,
 }
 
 impl Renders {
@@ -357,22 +368,54 @@ impl Renders {
         key: String,
         handler: &Arc<dyn Handler>,
         request: Request,
-    ) -> watch::Receiver<Option<Arc<Response>>> {
-        let mut waiting = lock(&self.waiting);
-        if let Some(answer) = waiting.get(&key) {
-            return answer.clone();
-        }
+    ) -> Answer {
+        let mut keys = lock(&self.keys);
         let (sender, answer) = watch::channel(None);
-        waiting.insert(key.clone(), answer.clone());
-        let renders = self.clone();
-        let handler = handler.clone();
-        tokio::task::spawn_blocking(move || {
-            // Requests that come from now on wait for the next render: this one may be too old.
-            lock(&renders.waiting).remove(&key);
-            let response = handler.handle(&request);
-            sender.send_replace(Some(Arc::new(response)));
-        });
+        match keys.get_mut(&key) {
+            Some(KeyRenders {
+                next: Some((_, waiting)),
+            }) => return waiting.subscribe(),
+            Some(running) => running.next = Some((request, sender)),
+            None => {
+                keys.insert(key.clone(), KeyRenders::default());
+                let renders = self.clone();
+                let handler = handler.clone();
+                tokio::task::spawn_blocking(move || {
+                    renders.render_in_turn(&key, &*handler, request, sender)
+                });
+            }
+        }
         answer
+    }
+
+    /// Renders for `key` one after the other, while requests wait for a next one.
+    fn render_in_turn(
+        &self,
+        key: &str,
+        handler: &dyn Handler,
+        mut request: Request,
+        mut sender: watch::Sender<Option<Arc<Response>>>,
+    ) {
+        loop {
+            let handled = catch_unwind(AssertUnwindSafe(|| handler.handle(&request)));
+            let Ok(response) = handled else {
+                // Its requests (and the next render's) fail rather than wait: the senders drop.
+                lock(&self.keys).remove(key);
+                return;
+            };
+            sender.send_replace(Some(Arc::new(response)));
+            let mut keys = lock(&self.keys);
+            let next = keys.get_mut(key).and_then(|renders| renders.next.take());
+            match next {
+                Some((next_request, next_sender)) => {
+                    (request, sender) = (next_request, next_sender)
+                }
+                None => {
+                    keys.remove(key);
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -1031,6 +1074,61 @@ mod tests {
         );
         let out = fetch(server.address(), "GET / HTTP/2.0\r\n\r\n");
         assert!(out.contains("<p>Error code: 505</p>"), "{out}");
+        server.shutdown();
+    }
+
+    /// Counts its calls, takes 200 ms each; requests of one path are alike; `/panic` panics.
+    struct Slow(AtomicUsize);
+
+    impl Handler for Slow {
+        fn handle(&self, request: &Request) -> Response {
+            assert!(request.path != "/panic", "the handler failed");
+            let call = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            std::thread::sleep(Duration::from_millis(200));
+            Response::text("200 OK", &format!("call {call}"))
+        }
+
+        fn sharing_key(&self, request: &Request) -> Option<String> {
+            Some(request.path.clone())
+        }
+    }
+
+    fn start_slow() -> (Arc<Server>, Arc<Slow>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = Arc::new(Server::new(listener, Limits::default()).unwrap());
+        let handler = Arc::new(Slow(AtomicUsize::new(0)));
+        let (serving, handling) = (server.clone(), handler.clone());
+        std::thread::spawn(move || serving.serve(handling));
+        (server, handler)
+    }
+
+    #[test]
+    fn alike_requests_waiting_together_share_a_render_started_after_them() {
+        let (server, handler) = start_slow();
+        let address = server.address();
+        let first = std::thread::spawn(move || fetch(address, "GET /m HTTP/1.0\r\n\r\n"));
+        std::thread::sleep(Duration::from_millis(80));
+        let later: Vec<_> = (0..5)
+            .map(|_| std::thread::spawn(move || fetch(address, "GET /m HTTP/1.0\r\n\r\n")))
+            .collect();
+        assert!(first.join().unwrap().ends_with("call 1"));
+        for answer in later {
+            // Not the render running when they came: the next one, shared.
+            assert!(answer.join().unwrap().ends_with("call 2"));
+        }
+        assert_eq!(handler.0.load(Ordering::SeqCst), 2);
+        server.shutdown();
+    }
+
+    #[test]
+    fn a_panicking_render_fails_its_own_requests_only() {
+        let (server, _) = start_slow();
+        let out = fetch(server.address(), "GET /panic HTTP/1.0\r\n\r\n");
+        assert_eq!(out, "");
+        let out = fetch(server.address(), "GET /panic HTTP/1.0\r\n\r\n");
+        assert_eq!(out, "");
+        let out = fetch(server.address(), "GET /m HTTP/1.0\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.0 200 OK"), "{out}");
         server.shutdown();
     }
 }
