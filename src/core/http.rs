@@ -326,7 +326,9 @@ async fn refuse_connection(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
+/// Where a shared render's response is published, once made.
 type Answer = watch::Receiver<Option<Arc<Response>>>;
+type AnswerSender = watch::Sender<Option<Arc<Response>>>;
 
 /// Shared renders, by sharing key. A key has at most one render running and one waiting to
 /// start after it; a request whose key has one waiting joins it. So a flood of alike requests
@@ -339,7 +341,7 @@ struct Renders {
 /// A key's renders: one is running (the entry exists), perhaps one more is waiting.
 #[derive(Default)]
 struct KeyRenders {
-    next: Option<(Request, watch::Sender<Option<Arc<Response>>>)>,
+    next: Option<(Request, AnswerSender)>,
 }
 
 impl Renders {
@@ -394,7 +396,7 @@ impl Renders {
         key: &str,
         handler: &dyn Handler,
         mut request: Request,
-        mut sender: watch::Sender<Option<Arc<Response>>>,
+        mut sender: AnswerSender,
     ) {
         loop {
             let handled = catch_unwind(AssertUnwindSafe(|| handler.handle(&request)));
