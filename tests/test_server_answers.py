@@ -111,6 +111,30 @@ def test_answer_is_the_references(ports, request_bytes):
     assert without_server_headers(ours) == without_server_headers(reference)
 
 
+@pytest.mark.parametrize('request_bytes', [
+    b'GET /metrics HTTP/1.0\r\n',
+    b'GET /metrics HTTP/1.0',
+    b'GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text',
+    b'GET /metrics HTTP/1.1\r\nbad line',
+    b'GET /metrics',
+    b'GARBAGE',
+    b'',
+], ids=repr)
+def test_head_cut_by_the_clients_close_is_answered_as_the_reference(ports, request_bytes):
+    """The client closes its side before the head ends: what it sent is the whole head."""
+    def half_closed_exchange(port):
+        with socket.create_connection(('127.0.0.1', port), timeout=5) as s:
+            s.sendall(request_bytes)
+            s.shutdown(socket.SHUT_WR)
+            out = b''
+            while chunk := s.recv(65536):
+                out += chunk
+            return out
+
+    reference, ours = (half_closed_exchange(port) for port in ports)
+    assert without_server_headers(ours) == without_server_headers(reference)
+
+
 def status_and_body(answer):
     head, _, body = answer.partition(b'\r\n\r\n')
     return head.split(b'\r\n')[0], body

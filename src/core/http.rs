@@ -434,6 +434,8 @@ struct Connection {
     buffer: Vec<u8>,
     /// Bytes read at once.
     read_size: usize,
+    /// The client has closed its side: what it sent is all there is.
+    ended: bool,
 }
 
 impl Connection {
@@ -443,6 +445,7 @@ impl Connection {
             stream,
             buffer: Vec::new(),
             read_size: limits.read_buffer_bytes.max(1),
+            ended: false,
         }
     }
 
@@ -475,7 +478,9 @@ impl Connection {
                 }
                 Err(HeadError::Silent) => return Ok(()),
             };
-            let keep_alive = head.keep_alive && served + 1 < limits.max_requests_per_connection;
+            // A client that closed its side gets its answer as a last one.
+            let keep_alive =
+                head.keep_alive && !self.ended && served + 1 < limits.max_requests_per_connection;
             let response = renders.render(handler, head.request).await?;
             // HEAD gets the whole answer (the app's 405 and its text), as from the reference's WSGI server.
             if head.simple {
@@ -526,8 +531,8 @@ impl Connection {
         self.stream.into_std()?.shutdown(Shutdown::Both)
     }
 
-    /// Reads once more from the client, within `deadline`: 408 when it passes, an error at
-    /// the end of the stream.
+    /// Reads once more from the client, within `deadline` (408 when it passes); at the end
+    /// of the stream, `ended` is set.
     async fn read_more(&mut self, deadline: Instant) -> Result<(), HeadError> {
         let filled = self.buffer.len();
         self.buffer.resize(filled + self.read_size, 0);
@@ -540,7 +545,10 @@ impl Connection {
         self.buffer.truncate(filled + count);
         match outcome {
             Err(_) => Err(HeadError::Bad("408 Request Timeout")),
-            Ok(Ok(0)) => Err(HeadError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(Ok(0)) => {
+                self.ended = true;
+                Ok(())
+            }
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
             Ok(Err(e)) => Err(e.into()),
@@ -563,12 +571,9 @@ impl Connection {
                 Ok(Err(e)) => return Err(e.into()),
                 Err(_) => return Ok(None),
             }
-            match self.read_more(Instant::now() + idle).await {
-                Ok(()) => {}
-                Err(HeadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e),
+            self.read_more(Instant::now() + idle).await?;
+            if self.buffer.is_empty() {
+                return Ok(None);
             }
         }
         let deadline = Instant::now() + limits.head_timeout;
@@ -578,10 +583,11 @@ impl Connection {
                     self.buffer.drain(..used);
                     return Ok(Some(head));
                 }
-                Parsed::Partial if self.buffer.len() < limits.max_head_bytes => {
+                Parsed::Partial if self.buffer.len() < limits.max_head_bytes && !self.ended => {
                     self.read_more(deadline).await?
                 }
-                // Oversized heads are refused by the line reader, which says which line.
+                // Oversized heads are refused by the line reader, which says which line; a
+                // head cut by the client's close is read as Python reads it.
                 _ => break,
             }
         }
@@ -655,8 +661,8 @@ impl Connection {
         ))
     }
 
-    /// One CRLF- or LF-terminated line, decoded as latin-1, within `budget` bytes (`None`
-    /// when it is longer).
+    /// One CRLF- or LF-terminated line (or the last bytes the client sent before closing),
+    /// decoded as latin-1, within `budget` bytes (`None` when it is longer).
     async fn read_line(
         &mut self,
         deadline: Instant,
@@ -664,16 +670,19 @@ impl Connection {
     ) -> Result<Option<String>, HeadError> {
         loop {
             let window = self.buffer.len().min(*budget);
-            if let Some(end) = self.buffer[..window].iter().position(|&b| b == b'\n') {
-                *budget -= end + 1;
-                let line: String = self.buffer[..end].iter().map(|&b| b as char).collect();
-                self.buffer.drain(..=end);
-                return Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()));
-            }
-            if self.buffer.len() >= *budget {
-                return Ok(None);
-            }
-            self.read_more(deadline).await?;
+            let end = match self.buffer[..window].iter().position(|&b| b == b'\n') {
+                Some(newline) => newline + 1,
+                None if self.buffer.len() >= *budget => return Ok(None),
+                // The client closed: the rest is the last line (empty when nothing is left).
+                None if self.ended => self.buffer.len(),
+                None => {
+                    self.read_more(deadline).await?;
+                    continue;
+                }
+            };
+            *budget -= end;
+            let line: String = self.buffer.drain(..end).map(|b| b as char).collect();
+            return Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()));
         }
     }
 }
