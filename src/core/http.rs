@@ -17,18 +17,18 @@
 //! Python's `http.server` (which the reference's server runs on), so that it gets the same
 //! bytes back as from the reference.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 /// One parsed request. Header names are lower-cased; repeated headers are joined with `,`, as
@@ -144,12 +144,16 @@ pub struct Server {
     stopping: watch::Sender<bool>,
     connections: Arc<AtomicUsize>,
     renders: Arc<Renders>,
+    waiting: Arc<Waiting>,
     /// Its own few threads: connections are tasks on them, renders run on its blocking pool.
     runtime: Option<Runtime>,
 }
 
 impl Server {
-    pub fn new(listener: std::net::TcpListener, limits: Limits) -> io::Result<Server> {
+    pub fn new(listener: std::net::TcpListener, mut limits: Limits) -> io::Result<Server> {
+        // Connections past the process's descriptors would fail to be accepted: the limit
+        // comes first, where the oldest waiting connection can make room.
+        limits.max_connections = limits.max_connections.min(descriptors_for_connections());
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -168,6 +172,7 @@ impl Server {
             stopping: watch::channel(false).0,
             connections: Arc::new(AtomicUsize::new(0)),
             renders: Arc::default(),
+            waiting: Arc::default(),
             runtime: Some(runtime),
         })
     }
@@ -211,7 +216,14 @@ impl Server {
                 match accepted {
                     Ok((stream, _)) => self.spawn_connection(stream, handler.clone()),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // Out of file descriptors, say: back off instead of spinning.
+                    // Out of file descriptors: the connection that waited longest for its
+                    // request makes room (in a moment, once closed).
+                    Err(e)
+                        if out_of_descriptors(&e) && self.waiting.evict_oldest(EVICTED_AT_ONCE) =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(1)).await
+                    }
+                    // Back off instead of spinning.
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             }
@@ -249,16 +261,20 @@ impl Server {
             self.connections.fetch_sub(1, Ordering::AcqRel);
             return;
         }
-        let busy = active >= self.limits.max_connections;
+        // At the limit, the connection that waited longest for its request makes room.
+        let busy = active >= self.limits.max_connections && !self.waiting.evict_oldest(1);
         let limits = self.limits.clone();
         let connections = self.connections.clone();
         let renders = self.renders.clone();
+        let waiting = self.waiting.clone();
         self.runtime().spawn(async move {
             if busy {
                 refuse_connection(stream).await;
             } else {
                 let mut connection = Connection::new(stream, &limits);
-                let _ = connection.serve(&handler, &renders, &limits).await;
+                let _ = connection
+                    .serve(&handler, &renders, &waiting, &limits)
+                    .await;
                 let _ = connection.close();
             }
             connections.fetch_sub(1, Ordering::AcqRel);
@@ -454,6 +470,7 @@ impl Connection {
         &mut self,
         handler: &Arc<dyn Handler>,
         renders: &Arc<Renders>,
+        waiting: &Waiting,
         limits: &Limits,
     ) -> io::Result<()> {
         for served in 0..limits.max_requests_per_connection {
@@ -462,7 +479,7 @@ impl Connection {
             } else {
                 limits.idle_timeout
             };
-            let head = match self.read_head(idle, limits).await {
+            let head = match self.read_head_unless_evicted(idle, waiting, limits).await {
                 Ok(Some(head)) => head,
                 Ok(None) => return Ok(()),
                 Err(HeadError::Io(e)) => return Err(e),
@@ -553,6 +570,22 @@ impl Connection {
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
             Ok(Err(e)) => Err(e.into()),
         }
+    }
+
+    /// Reads one request head, or `None` if the connection is evicted meanwhile.
+    async fn read_head_unless_evicted(
+        &mut self,
+        idle: Duration,
+        waiting: &Waiting,
+        limits: &Limits,
+    ) -> Result<Option<Head>, HeadError> {
+        let (id, evicted) = waiting.enter();
+        let head = tokio::select! {
+            head = self.read_head(idle, limits) => head,
+            _ = evicted.notified() => Ok(None),
+        };
+        waiting.leave(id);
+        head
     }
 
     /// Reads one request head; `None` when the client closed or stayed idle. The whole head
@@ -685,6 +718,80 @@ impl Connection {
             return Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()));
         }
     }
+}
+
+/// The connections waiting for a request (idle, or still sending its head), oldest first:
+/// when connections or file descriptors run out, the oldest is closed to make room, so that
+/// clients that hold connections without asking cannot lock out those that ask.
+#[derive(Default)]
+struct Waiting {
+    next_id: AtomicU64,
+    connections: Mutex<BTreeMap<u64, Arc<Notify>>>,
+}
+
+impl Waiting {
+    fn enter(&self) -> (u64, Arc<Notify>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let evicted = Arc::new(Notify::new());
+        lock(&self.connections).insert(id, evicted.clone());
+        (id, evicted)
+    }
+
+    fn leave(&self, id: u64) {
+        lock(&self.connections).remove(&id);
+    }
+
+    /// Closes the `count` connections that have waited longest; `false` when none waits.
+    fn evict_oldest(&self, count: usize) -> bool {
+        let mut connections = lock(&self.connections);
+        let mut evicted_any = false;
+        for _ in 0..count {
+            let Some((_, evicted)) = connections.pop_first() else {
+                break;
+            };
+            // A permit is kept if the connection is not listening at this instant.
+            evicted.notify_one();
+            evicted_any = true;
+        }
+        evicted_any
+    }
+}
+
+/// Connections closed at once when the process runs out of descriptors.
+const EVICTED_AT_ONCE: usize = 16;
+/// Descriptors left to the rest of the process (files, Python's sockets, the server's own).
+const RESERVED_DESCRIPTORS: u64 = 128;
+
+#[cfg(unix)]
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+#[cfg(not(unix))]
+fn out_of_descriptors(_e: &io::Error) -> bool {
+    false
+}
+
+/// How many connections the process's descriptor limit leaves room for.
+#[cfg(unix)]
+fn descriptors_for_connections() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return usize::MAX;
+    }
+    // `rlim_t` is signed on some systems.
+    #[allow(clippy::unnecessary_cast)]
+    let room = (limit.rlim_cur as u64).saturating_sub(RESERVED_DESCRIPTORS);
+    usize::try_from(room).unwrap_or(usize::MAX).max(1)
+}
+
+#[cfg(not(unix))]
+fn descriptors_for_connections() -> usize {
+    usize::MAX
 }
 
 /// Answers of up to this size are sent with their head in one write.
@@ -1061,16 +1168,44 @@ mod tests {
     }
 
     #[test]
-    fn connections_beyond_the_limit_get_503() {
+    fn at_the_limit_the_connection_idle_longest_makes_room() {
+        let limits = Limits {
+            max_connections: 2,
+            ..Limits::default()
+        };
+        let server = start(limits);
+        let mut oldest = std::net::TcpStream::connect(server.address()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut newer = std::net::TcpStream::connect(server.address()).unwrap();
+        newer.write_all(b"GET / HTTP/1.1\r\nX: ").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let out = fetch(server.address(), "GET / HTTP/1.0\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.0 200 OK"), "{out}");
+        let mut rest = String::new();
+        oldest.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "", "closed without an answer");
+        // The newer one still waits for the rest of its head.
+        newer
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let still_open = newer.read(&mut [0u8; 16]).unwrap_err().kind();
+        assert_eq!(still_open, io::ErrorKind::WouldBlock);
+        server.shutdown();
+    }
+
+    #[test]
+    fn connections_beyond_the_limit_get_503_when_none_is_idle() {
         let limits = Limits {
             max_connections: 1,
             ..Limits::default()
         };
-        let server = start(limits);
-        let _idle = std::net::TcpStream::connect(server.address()).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        let (server, _) = start_slow(limits);
+        let address = server.address();
+        let busy = std::thread::spawn(move || fetch(address, "GET /m HTTP/1.0\r\n\r\n"));
+        std::thread::sleep(Duration::from_millis(80));
         let out = fetch(server.address(), "GET / HTTP/1.0\r\n\r\n");
         assert!(out.starts_with("HTTP/1.0 503 "), "{out}");
+        assert!(busy.join().unwrap().ends_with("call 1"));
         server.shutdown();
     }
 
@@ -1104,9 +1239,9 @@ mod tests {
         }
     }
 
-    fn start_slow() -> (Arc<Server>, Arc<Slow>) {
+    fn start_slow(limits: Limits) -> (Arc<Server>, Arc<Slow>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = Arc::new(Server::new(listener, Limits::default()).unwrap());
+        let server = Arc::new(Server::new(listener, limits).unwrap());
         let handler = Arc::new(Slow(AtomicUsize::new(0)));
         let (serving, handling) = (server.clone(), handler.clone());
         std::thread::spawn(move || serving.serve(handling));
@@ -1115,7 +1250,7 @@ mod tests {
 
     #[test]
     fn alike_requests_waiting_together_share_a_render_started_after_them() {
-        let (server, handler) = start_slow();
+        let (server, handler) = start_slow(Limits::default());
         let address = server.address();
         let first = std::thread::spawn(move || fetch(address, "GET /m HTTP/1.0\r\n\r\n"));
         std::thread::sleep(Duration::from_millis(80));
@@ -1133,7 +1268,7 @@ mod tests {
 
     #[test]
     fn a_panicking_render_fails_its_own_requests_only() {
-        let (server, _) = start_slow();
+        let (server, _) = start_slow(Limits::default());
         let out = fetch(server.address(), "GET /panic HTTP/1.0\r\n\r\n");
         assert_eq!(out, "");
         let out = fetch(server.address(), "GET /panic HTTP/1.0\r\n\r\n");
