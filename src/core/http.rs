@@ -6,11 +6,13 @@
 //! limit a slow or hostile client could push on is bounded: the number of connections, the size
 //! of a request head, the time to send it, the idle time between keep-alive requests and the
 //! time to take a response. A client that overruns one of them loses its own connection only.
+//! When connections (or descriptors) run out, those that have waited longest for a request are
+//! closed to make room: clients that hold connections without asking cannot lock others out.
 //!
-//! Requests the handler calls alike (same `sharing_key`) that wait for a render at the same
-//! time share one: a flood of scrapes costs a render or two, not one each, and the answer, held
-//! once, is what slow readers share. A shared render starts after every request it answers
-//! arrived, so none gets an older answer than its own render would have given.
+//! Requests the handler answers alike (same `sharing_key`) that wait for a render at the same
+//! time share one: a flood of scrapes costs one render at a time, not one each, and the answer,
+//! held once, is what slow readers share. A shared render starts after every request it
+//! answers arrived, so none gets an older answer than its own render would have given.
 //!
 //! A well-formed request head is parsed by `httparse`. One it refuses (HTTP/0.9, a bad
 //! version, a malformed line, too many headers) is read again line by line, by the rules of
@@ -104,7 +106,9 @@ pub trait Handler: Send + Sync + 'static {
 
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Connections served at once; up to as many more get a 503, the rest are closed.
+    /// Connections served at once (at most what the descriptor limit leaves room for). Past
+    /// it, a new connection closes the one waiting longest for a request; if none waits, up to
+    /// as many more get a 503, the rest are closed.
     pub max_connections: usize,
     pub max_head_bytes: usize,
     /// Time allowed to send a whole request head, once its first byte arrived.
@@ -113,7 +117,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
     pub max_requests_per_connection: usize,
-    /// Handlers (renders) running at once; the requests beyond wait their turn, in order.
+    /// Handlers (renders) running at once; the requests beyond wait their turn, in order
+    /// (alike ones share a render).
     pub max_renders: usize,
     /// Bytes read from a connection at once (a request head longer than this still fits in
     /// `max_head_bytes`: it is read in several pieces).
@@ -499,7 +504,8 @@ impl Connection {
             let keep_alive =
                 head.keep_alive && !self.ended && served + 1 < limits.max_requests_per_connection;
             let response = renders.render(handler, head.request).await?;
-            // HEAD gets the whole answer (the app's 405 and its text), as from the reference's WSGI server.
+            // HTTP/0.9 gets the body alone. HEAD gets the whole answer (the app's 405 and its
+            // text), as from the reference's WSGI server.
             if head.simple {
                 self.send(&[], &response.body, limits).await?;
             } else {
