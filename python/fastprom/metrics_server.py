@@ -29,7 +29,8 @@ class MetricsServer:
         try:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.socket.bind((host, port))
-            self.socket.listen(128)
+            # Room for a burst of connections (the kernel caps it at somaxconn).
+            self.socket.listen(1024)
             self.server_address = self.socket.getsockname()
             # The native server owns a duplicate of the descriptor; `socket` stays usable.
             self._native = _native.MetricsServer(self.socket.dup().detach(), registry)

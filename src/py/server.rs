@@ -175,6 +175,23 @@ impl Handler for ScrapeHandler {
         self.metrics(request)
             .unwrap_or_else(|| Response::text("500 Internal Server Error", SERVER_ERROR))
     }
+
+    /// What `metrics` reads of a request (the query only when it filters by name).
+    fn sharing_key(&self, request: &Request) -> Option<String> {
+        if request.method != "GET" || request.path == "/favicon.ico" {
+            return None;
+        }
+        let filter = if request.query.contains("name") {
+            request.query.as_str()
+        } else {
+            ""
+        };
+        let accept = request.header("accept");
+        Some(format!(
+            "{:?}",
+            (filter, accept, request.header("accept-encoding"))
+        ))
+    }
 }
 
 impl ScrapeHandler {
