@@ -91,3 +91,71 @@ for t in threads: t.join()
 print(len(bad))
 ''', mpdir=tmp_path)
     assert out.split() == ['0']
+
+
+WRITE_ONE_DIRECTORY = '''
+import os
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+def write_directory(path, value):
+    os.makedirs(path)
+    d = MmapedDict(os.path.join(path, 'counter_1.db'))
+    d.write_value(mmap_key('m_total', 'm_total', (), (), 'help'), value, 0.0)
+    d.close()
+'''
+
+
+TRUNCATE_AND_RESTORE = '''
+import os, sys, time
+path, seconds = sys.argv[1], float(sys.argv[2])
+with open(path, 'rb') as f:
+    original = f.read()
+deadline = time.monotonic() + seconds
+count = 0
+while time.monotonic() < deadline:
+    fd = os.open(path, os.O_RDWR)
+    os.ftruncate(fd, 4096)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, original, 0)
+    os.close(fd)
+    count += 1
+print(count)
+'''
+
+
+@pytest.mark.parametrize('lib', ['prometheus_client', 'fastprom'])
+def test_file_truncated_under_the_scraper(lib, tmp_path):
+    """A `.db` file truncated and restored while scrapes run: the scraper used to die of
+    SIGBUS reading its mapping past the new end. A scrape sees the file, or skips it with a
+    warning (fastprom) or an error (the reference), and the process lives on."""
+    mpdir = tmp_path / 'mp'
+    run(WRITE_ONE_DIRECTORY + f'''
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+write_directory({str(mpdir)!r}, 2.0)
+d = MmapedDict(os.path.join({str(mpdir)!r}, 'counter_1.db'))
+for i in range(3000):
+    d.write_value(mmap_key('m_total', 'm_total', ('i',), (str(i),), 'help'), 1.0, 0.0)
+d.close()
+''', lib=None)
+    truncator = subprocess.Popen([sys.executable, '-c', TRUNCATE_AND_RESTORE,
+                                  str(mpdir / 'counter_1.db'), '4'], stdout=subprocess.PIPE)
+    try:
+        out = run(f'''
+import time, warnings
+warnings.simplefilter('ignore')
+collector = lib.multiprocess.MultiProcessCollector(None, path={str(mpdir)!r})
+deadline = time.monotonic() + 4
+scrapes = complete = 0
+while time.monotonic() < deadline:
+    scrapes += 1
+    try:
+        samples = [s for m in collector.collect() for s in m.samples]
+    except Exception:
+        continue
+    complete += len(samples) == 3001
+print(scrapes, complete)
+''', lib=lib)
+    finally:
+        truncations = int(truncator.communicate(timeout=TIMEOUT)[0])
+    scrapes, complete = map(int, out.split())
+    assert truncations > 10 and scrapes > 10
+    assert complete > 0
