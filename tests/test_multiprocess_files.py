@@ -104,6 +104,105 @@ def write_directory(path, value):
 '''
 
 
+@pytest.mark.skipif(not LINUX, reason='reads /proc')
+def test_collector_cache_lets_go_of_deleted_directories(tmp_path):
+    """Collectors over short-lived directories: the shared cache kept each deleted directory's
+    files open (+1 descriptor per directory, forever)."""
+    out = run(RESOURCES + WRITE_ONE_DIRECTORY + f'''
+import shutil
+def scrape_one(i):
+    path = os.path.join({str(tmp_path)!r}, 'd%d' % i)
+    write_directory(path, float(i))
+    collector = lib.multiprocess.MultiProcessCollector(None, path=path)
+    value = [s.value for m in collector.collect() for s in m.samples]
+    assert value == [float(i)], value
+    del collector
+    shutil.rmtree(path)
+for i in range(5):
+    scrape_one(i)
+before = resources()
+for i in range(5, 105):
+    scrape_one(i)
+after = resources()
+print(after[0] - before[0])
+''')
+    assert int(out) <= 2, f'{out.strip()} descriptors more after 100 short-lived directories'
+
+
+def collect_after(lib, tmp_path, action):
+    """generate_latest of a registry holding the collector of a directory after `action`."""
+    return run(WRITE_ONE_DIRECTORY + f'''
+import shutil, sys, warnings
+path = {str(tmp_path / lib)!r}
+write_directory(path, 3.0)
+registry = lib.CollectorRegistry()
+lib.multiprocess.MultiProcessCollector(registry, path=path)
+{action}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    sys.stdout.write(lib.generate_latest(registry).decode())
+print('warnings', len(caught))
+''', lib=lib)
+
+
+@pytest.mark.parametrize('lib', ['prometheus_client', 'fastprom'])
+def test_deleted_directory_scrapes_empty_as_the_reference(lib, tmp_path):
+    out = collect_after(lib, tmp_path, 'shutil.rmtree(path)')
+    assert out == 'warnings 0\n'
+
+
+def test_deleted_directory_same_as_the_reference(tmp_path):
+    outputs = [collect_after(lib, tmp_path, 'shutil.rmtree(path)')
+               for lib in ('prometheus_client', 'fastprom')]
+    assert outputs[0] == outputs[1]
+
+
+def _can_mount_read_only():
+    if not LINUX or os.geteuid() != 0 or shutil.which('unshare') is None:
+        return False
+    probe = subprocess.run(['unshare', '--mount', 'sh', '-c',
+                            'mount -t tmpfs -o ro tmpfs /mnt'], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_read_only(), reason='needs root and mount namespaces')
+def test_read_only_directory_scrapes_as_the_reference(tmp_path):
+    """A read-only mount of the workers' volume: the scrape cannot create its lock file there
+    and reads the files all the same, as prometheus_client does."""
+    mount = tmp_path / 'volume'
+    mount.mkdir()
+    outputs = {}
+    for lib in ('prometheus_client', 'fastprom'):
+        writer = WRITE_ONE_DIRECTORY + f'write_directory({str(mount / "mp")!r}, 5.0)'
+        reader = f'''
+import os, sys
+import {lib} as lib
+import {lib}.multiprocess
+registry = lib.CollectorRegistry()
+path = {str(mount / "mp")!r}
+lib.multiprocess.MultiProcessCollector(registry, path=path)
+try:
+    open(os.path.join(path, 'probe'), 'w')
+    print('writable')
+except OSError as e:
+    print('read-only', e.errno)
+sys.stdout.write(lib.generate_latest(registry).decode())
+'''
+        shell = (f'mount -t tmpfs tmpfs {mount} && '
+                 f'{sys.executable} -c "$WRITER" && '
+                 f'mount -o remount,ro {mount} && '
+                 f'{sys.executable} -c "$READER"')
+        env = dict(os.environ, WRITER=writer, READER=reader)
+        env.pop('PROMETHEUS_MULTIPROC_DIR', None)
+        proc = subprocess.run(['unshare', '--mount', 'sh', '-c', shell], env=env,
+                              capture_output=True, timeout=TIMEOUT)
+        assert proc.returncode == 0, proc.stderr.decode(errors='replace')[-3000:]
+        outputs[lib] = proc.stdout.decode()
+    assert outputs['fastprom'].startswith('read-only 30\n'), outputs['fastprom']
+    assert 'm_total 5.0' in outputs['fastprom']
+    assert outputs['fastprom'] == outputs['prometheus_client']
+
+
 TRUNCATE_AND_RESTORE = '''
 import os, sys, time
 path, seconds = sys.argv[1], float(sys.argv[2])
