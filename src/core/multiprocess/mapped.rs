@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::MmapRaw;
 
 use super::file::read_entries;
 use super::key::mmap_key;
@@ -229,14 +229,13 @@ fn allocate(file: &File, capacity: usize) -> io::Result<()> {
 /// touched until the file has grown over them).
 #[cfg(unix)]
 fn reserve(file: &File) -> io::Result<MmapRaw> {
-    MmapOptions::new().len(RESERVED).map_raw(file)
+    memmap2::MmapOptions::new().len(RESERVED).map_raw(file)
 }
 
 /// Windows maps no further than a file's end and cannot resize a mapped file, so slots could
 /// not stay put while the file grows: multiprocess mode says so rather than misbehave.
 #[cfg(not(unix))]
 fn reserve(_file: &File) -> io::Result<MmapRaw> {
-    let _ = MmapOptions::new;
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "multiprocess mode needs a POSIX system (files are mapped beyond their end to grow)",
@@ -250,12 +249,38 @@ struct Epoch {
     retired: Mutex<Vec<Arc<MappedFile>>>,
 }
 
-fn current_epoch() -> MutexGuard<'static, Arc<Epoch>> {
-    static CURRENT: OnceLock<Mutex<Arc<Epoch>>> = OnceLock::new();
-    CURRENT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+/// The epoch renders pin now; retiring a file starts a new one.
+#[derive(Default)]
+struct Epochs {
+    current: Mutex<Arc<Epoch>>,
+}
+
+impl Epochs {
+    fn current(&self) -> MutexGuard<'_, Arc<Epoch>> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pin(&self) -> ReadGuard {
+        ReadGuard {
+            _epoch: self.current().clone(),
+        }
+    }
+
+    /// Releases `file`, whose slots have all moved elsewhere, once the renders that began
+    /// before the move have ended: renders that begin from now on pin a new epoch and load the
+    /// new pointers (the epoch's lock orders them after the move).
+    fn retire(&self, file: Arc<MappedFile>) {
+        let old = std::mem::take(&mut *self.current());
+        old.retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(file);
+    }
+}
+
+fn epochs() -> &'static Epochs {
+    static EPOCHS: OnceLock<Epochs> = OnceLock::new();
+    EPOCHS.get_or_init(Default::default)
 }
 
 /// Keeps the slots a render may read valid until it is dropped.
@@ -265,20 +290,7 @@ pub struct ReadGuard {
 
 /// Taken before reading slots without the GIL (a render), held until the reading is done.
 pub fn pin() -> ReadGuard {
-    ReadGuard {
-        _epoch: current_epoch().clone(),
-    }
-}
-
-/// Releases `file`, whose slots have all moved elsewhere, once the renders that began before
-/// the move have ended: renders that begin from now on pin a new epoch and load the new
-/// pointers (the epoch's lock orders them after the move).
-fn retire(file: Arc<MappedFile>) {
-    let old = std::mem::take(&mut *current_epoch());
-    old.retired
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(file);
+    epochs().pin()
 }
 
 /// Which file of a process an entry lives in: `counter`, `gauge_livesum`, `histogram`, ...
@@ -382,7 +394,7 @@ impl Files {
         self.open
             .insert(id.clone(), Arc::new(MappedFile::open(&path)?));
         match self.repoint(Some(id)) {
-            Ok(()) => retire(old),
+            Ok(()) => epochs().retire(old),
             Err(e) => {
                 self.stranded.push(old);
                 return Err(e);
@@ -605,6 +617,34 @@ mod tests {
         let entries = read_entries(&bytes).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!((entries[1].key.as_str(), entries[1].value), ("abcd", 1.0));
+    }
+
+    #[test]
+    fn a_retired_file_lives_until_the_renders_that_pinned_it_end() {
+        let dir = temp_dir("retire");
+        let epochs = Epochs::default();
+        let file = Arc::new(MappedFile::open(&dir.join("counter_3.db")).unwrap());
+        add_f64(file.slot("a").unwrap(), 2.0);
+        let released = Arc::downgrade(&file);
+        let early = epochs.pin();
+        epochs.retire(file);
+        let late = epochs.pin();
+        let still_mapped = released
+            .upgrade()
+            .expect("a render that began before still reads it");
+        assert_eq!(load_f64(still_mapped.slot("a").unwrap()), 2.0);
+        drop(still_mapped);
+        drop(late);
+        assert!(released.upgrade().is_some());
+        drop(early);
+        assert!(
+            released.upgrade().is_none(),
+            "unmapped once that render ended"
+        );
+        let unpinned = Arc::new(MappedFile::open(&dir.join("counter_4.db")).unwrap());
+        let released = Arc::downgrade(&unpinned);
+        epochs.retire(unpinned);
+        assert!(released.upgrade().is_none(), "no render: released at once");
     }
 
     #[test]
