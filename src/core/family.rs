@@ -11,7 +11,7 @@ use super::cell::{add_f64, load_f64, store_f64};
 use super::counter::CounterCells;
 use super::format::float_to_go_string;
 use super::model::{Exemplar, FamilySource, MetricType, Sample};
-use super::multiprocess::mapped::{MappedSpec, Slots};
+use super::multiprocess::mapped::{self, MappedSpec, Slots};
 use super::observations::{MappedObservations, Observations};
 
 /// The value cells of one child.
@@ -495,6 +495,8 @@ impl FamilySource for FamilyView {
     }
 
     fn visit_samples(&self, visit: &mut dyn FnMut(&Sample<'_>)) {
+        // Renders run without the GIL: a `remove` may move multiprocess slots meanwhile.
+        let _pinned = mapped::pin();
         let family = &*self.family;
         let mut base: Vec<(&str, &str)> = Vec::with_capacity(family.labelnames.len() + 1);
         let mut with_le: Vec<(&str, &str)> = Vec::with_capacity(family.labelnames.len() + 1);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -48,13 +48,14 @@ impl SharedDirectoryLock {
         }
     }
 
+    /// Taken where it can be: a deleted or read-only directory is read without it.
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         let lock = slf
             .py()
-            .detach(|| DirectoryLock::shared(&this.path))
+            .detach(|| DirectoryLock::shared_if_possible(&this.path))
             .map_err(multiprocess_file_error)?;
-        *this.lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
+        *this.lock.lock().unwrap_or_else(|e| e.into_inner()) = lock;
         Ok(())
     }
 
@@ -77,10 +78,23 @@ pub struct MultiProcessReader {
 /// The cache of a directory, shared by every reader of it: BentoML, for one, makes a new
 /// collector for every scrape.
 fn directory_cache(directory: PathBuf) -> Arc<Mutex<FileCache>> {
-    static CACHES: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<FileCache>>>>> = OnceLock::new();
-    let caches = CACHES.get_or_init(Default::default);
-    let mut caches = caches.lock().unwrap_or_else(|e| e.into_inner());
+    let mut caches = directory_caches();
+    forget_deleted_directories(&mut caches);
     caches.entry(directory).or_default().clone()
+}
+
+type DirectoryCaches = HashMap<PathBuf, Arc<Mutex<FileCache>>>;
+
+fn directory_caches() -> MutexGuard<'static, DirectoryCaches> {
+    static CACHES: OnceLock<Mutex<DirectoryCaches>> = OnceLock::new();
+    let caches = CACHES.get_or_init(Default::default);
+    caches.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Drops the caches of directories that are gone, with the files they keep open. A collector
+/// still reading one keeps its cache (emptied by its next scrape).
+fn forget_deleted_directories(caches: &mut DirectoryCaches) {
+    caches.retain(|directory, _| directory.is_dir());
 }
 
 /// Merged families for the exposition writers: rendered without building Python objects.
@@ -141,6 +155,7 @@ impl MultiProcessReader {
 impl MultiProcessReader {
     fn read(&self, py: Python<'_>, files: &[PathBuf], accumulate: bool) -> Merged {
         py.detach(|| {
+            forget_deleted_directories(&mut directory_caches());
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             merge(files, accumulate, &mut cache)
         })

@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -22,35 +21,55 @@ use super::mapped::encode_file;
 pub const LOCK_FILE: &str = ".fastprom.lock";
 const ARCHIVE: &str = "archive";
 
-/// A `flock` on the directory's lock file, released on drop.
+/// A lock on the directory's lock file (`flock` on Unix, `LockFileEx` on Windows), released
+/// on drop.
 pub struct DirectoryLock {
     _file: File,
 }
 
 impl DirectoryLock {
     pub fn shared(directory: &Path) -> io::Result<DirectoryLock> {
-        DirectoryLock::take(directory, libc::LOCK_SH)
+        DirectoryLock::take(directory, File::lock_shared)
     }
 
     pub fn exclusive(directory: &Path) -> io::Result<DirectoryLock> {
-        DirectoryLock::take(directory, libc::LOCK_EX)
+        DirectoryLock::take(directory, File::lock)
     }
 
-    fn take(directory: &Path, operation: i32) -> io::Result<DirectoryLock> {
+    /// A reader's shared lock where one can be had. A directory that is gone, or read-only
+    /// without a lock file (a read-only mount of the writers' volume), gets none: nothing
+    /// can compact there. A read-only lock file that exists is locked all the same.
+    pub fn shared_if_possible(directory: &Path) -> io::Result<Option<DirectoryLock>> {
+        use io::ErrorKind::{NotFound, PermissionDenied, ReadOnlyFilesystem};
+        match DirectoryLock::shared(directory) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(e) if matches!(e.kind(), NotFound | PermissionDenied | ReadOnlyFilesystem) => {
+                match File::open(directory.join(LOCK_FILE)) {
+                    Ok(file) => lock_retrying(&file, File::lock_shared)
+                        .map(|()| Some(DirectoryLock { _file: file })),
+                    Err(_) => Ok(None),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn take(directory: &Path, lock: fn(&File) -> io::Result<()>) -> io::Result<DirectoryLock> {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(directory.join(LOCK_FILE))?;
-        loop {
-            // SAFETY: flock on a descriptor we own.
-            if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-                return Ok(DirectoryLock { _file: file });
-            }
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                return Err(error);
-            }
+        lock_retrying(&file, lock)?;
+        Ok(DirectoryLock { _file: file })
+    }
+}
+
+fn lock_retrying(file: &File, lock: fn(&File) -> io::Result<()>) -> io::Result<()> {
+    loop {
+        match lock(file) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            result => return result,
         }
     }
 }
@@ -84,13 +103,25 @@ fn split_name(name: &str) -> Option<(&str, u32)> {
 fn is_dead(pid: u32, dead: Option<&[u32]>) -> bool {
     match dead {
         Some(pids) => pids.contains(&pid),
-        None => {
-            // SAFETY: signal 0 only checks that the process exists.
-            let gone = unsafe { libc::kill(pid as libc::pid_t, 0) } == -1
-                && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-            gone && pid != std::process::id()
-        }
+        None => pid != std::process::id() && !process_exists(pid),
     }
+}
+
+#[cfg(unix)]
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    let signalled = unsafe { libc::kill(pid, 0) } == 0;
+    signalled || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// No portable liveness check without a platform crate: every process counts as running, so
+/// `compact()` folds nothing by itself there; `mark_process_dead(pid)` names the dead ones.
+#[cfg(not(unix))]
+fn process_exists(_pid: u32) -> bool {
+    true
 }
 
 /// Folds the files of the dead processes (`dead`, or every pid not running when `None`) into

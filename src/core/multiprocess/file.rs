@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -205,108 +205,38 @@ pub struct CachedEntry {
     pub timestamp: f64,
 }
 
-/// A file kept open and mapped between scrapes. While it is open its inode cannot be reused,
-/// so a path that still names the same (device, inode) names this very file: its entries stay
-/// where they were, and only the tail written since is parsed.
+/// A file kept open between scrapes. While it is open its inode cannot be reused, so a path
+/// that still names the same (device, inode) names this very file: its entries stay where they
+/// were, and only the tail written since is parsed. The file is read, never mapped: a mapping
+/// would fault (SIGBUS) if the file were truncated under it.
 struct CachedFile {
-    identity: (u64, u64),
+    /// `None` where the platform gives no stable identity: such a file is parsed afresh.
+    identity: Option<(u64, u64)>,
     file: File,
-    map: Mapping,
     used: usize,
     entries: Vec<CachedEntry>,
 }
 
-/// A read-only shared mapping of a file's first `len` bytes (none for an empty file).
-struct Mapping {
-    base: *const u8,
-    len: usize,
-}
-
-// SAFETY: a read-only mapping, only read through `bytes` and `value`.
-unsafe impl Send for Mapping {}
-
-impl Mapping {
-    fn new(file: &File, len: usize) -> io::Result<Mapping> {
-        if len == 0 {
-            return Ok(Mapping {
-                base: std::ptr::null(),
-                len: 0,
-            });
-        }
-        use std::os::fd::AsRawFd;
-        // SAFETY: a private read-only view of `len` bytes of an open file.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapping {
-            base: base as *const u8,
-            len,
-        })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        if self.len == 0 {
-            return &[];
-        }
-        // SAFETY: `len` mapped bytes; files only grow (checked before each read).
-        unsafe { std::slice::from_raw_parts(self.base, self.len) }
-    }
-
-    /// Value and timestamp at `offset`, read atomically: the writer updates them in place.
-    fn value(&self, offset: usize) -> Option<(f64, f64)> {
-        if !offset.is_multiple_of(8) || offset + 16 > self.len {
-            return None;
-        }
-        // SAFETY: aligned, inside the mapping.
-        let slot = |at: usize| unsafe {
-            let cell = &*(self.base.add(at) as *const std::sync::atomic::AtomicU64);
-            f64::from_bits(cell.load(std::sync::atomic::Ordering::Relaxed))
-        };
-        Some((slot(offset), slot(offset + 8)))
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: unmapping our own mapping once.
-            unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
-        }
-    }
-}
-
 impl CachedFile {
-    fn open(path: &Path, identity: (u64, u64)) -> io::Result<CachedFile> {
-        let file = File::open(path)?;
+    fn open(path: &Path, identity: Option<(u64, u64)>) -> io::Result<CachedFile> {
         Ok(CachedFile {
             identity,
-            map: Mapping::new(&file, 0)?,
-            file,
+            file: File::open(path)?,
             used: HEADER_LEN,
             entries: Vec::new(),
         })
     }
 
-    /// Maps the whole file again when it grew past the mapping; a file that shrank is an error
-    /// (reading the old mapping's end would fault).
-    fn follow_growth(&mut self) -> Result<(), FileError> {
-        let size = self.file.metadata()?.len() as usize;
-        if size < self.map.len {
-            return Err(FileError::new("File shrank while it was being read."));
-        }
-        let used = read_i32(self.map.bytes(), 0).map_or(0, |u| u.max(0) as usize);
-        if self.map.len == 0 || used > self.map.len {
-            self.map = Mapping::new(&self.file, size)?;
+    /// Reads the header and the used bytes it announces (fewer if the file is shorter) into
+    /// `bytes`.
+    fn read_used(&self, bytes: &mut Vec<u8>) -> io::Result<()> {
+        let mut file = &self.file;
+        bytes.clear();
+        file.seek(SeekFrom::Start(0))?;
+        file.take(HEADER_LEN as u64).read_to_end(bytes)?;
+        let used = read_i32(bytes, 0).map_or(0, |u| usize::try_from(u).unwrap_or(0));
+        if used > bytes.len() {
+            file.take((used - bytes.len()) as u64).read_to_end(bytes)?;
         }
         Ok(())
     }
@@ -318,6 +248,8 @@ impl CachedFile {
 #[derive(Default)]
 pub struct FileCache {
     files: HashMap<PathBuf, CachedFile>,
+    /// The bytes of the file being read, reused from file to file.
+    scratch: Vec<u8>,
     /// Entries of the files read beyond `MAX_OPEN_FILES`, kept until the next `retain`.
     uncached: HashMap<PathBuf, Vec<CachedEntry>>,
     keys: HashMap<Box<str>, Arc<CachedKey>>,
@@ -342,38 +274,40 @@ impl FileCache {
             Err(e) => return Err(e.into()),
         };
         let mut file = match cached {
-            Some(c) if c.identity == identity => c,
+            Some(c) if identity.is_some() && c.identity == identity => c,
             _ => match CachedFile::open(path, identity) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
                 opened => opened?,
             },
         };
-        file.follow_growth()?;
-        let bytes = file.map.bytes();
-        let used = used_len(bytes)?;
-        if used < file.used {
-            return Err(FileError::new("File is corrupted: its used length shrank."));
-        }
-        for entry in &mut file.entries {
-            (entry.value, entry.timestamp) = file
-                .map
-                .value(entry.value_offset)
-                .ok_or_else(|| FileError::new("Entry out of range."))?;
-        }
-        for raw in entries_between(bytes, file.used, used) {
-            let mut entry = cached_entry(&mut self.keys, raw?)?;
-            if let Some((value, timestamp)) = file.map.value(entry.value_offset) {
-                (entry.value, entry.timestamp) = (value, timestamp);
-            }
-            file.entries.push(entry);
-        }
-        file.used = used;
+        let mut bytes = std::mem::take(&mut self.scratch);
+        let read = self.read_into(&mut file, &mut bytes);
+        self.scratch = bytes;
+        read?;
         if self.files.len() < MAX_OPEN_FILES {
             self.files.insert(path.to_path_buf(), file);
         } else {
             self.uncached.insert(path.to_path_buf(), file.entries);
         }
         Ok(true)
+    }
+
+    /// Fresh values for the entries already known, and the entries appended since.
+    fn read_into(&mut self, file: &mut CachedFile, bytes: &mut Vec<u8>) -> Result<(), FileError> {
+        file.read_used(bytes)?;
+        let used = used_len(bytes)?;
+        if used < file.used {
+            return Err(FileError::new("File is corrupted: its used length shrank."));
+        }
+        for entry in &mut file.entries {
+            (entry.value, entry.timestamp) = read_value(&bytes[..used], entry.value_offset)
+                .ok_or_else(|| FileError::new("Entry out of range."))?;
+        }
+        for raw in entries_between(bytes, file.used, used) {
+            file.entries.push(cached_entry(&mut self.keys, raw?)?);
+        }
+        file.used = used;
+        Ok(())
     }
 
     /// The entries of a file read by the last successful `refresh`.
@@ -426,9 +360,16 @@ fn parse_sorted_key(text: &str) -> Option<Key> {
     Some(key)
 }
 
-fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
+#[cfg(unix)]
+fn file_identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    (meta.dev(), meta.ino())
+    Some((meta.dev(), meta.ino()))
+}
+
+/// Stable Rust has no file index elsewhere (Windows' is unstable): files are parsed afresh.
+#[cfg(not(unix))]
+fn file_identity(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
 }
 
 /// The bytes `MmapedDict` writes for `entries`, in a file of `capacity` bytes.
@@ -691,9 +632,10 @@ for key, value, ts, pos in MmapedDict.read_all_values_from_file(path):
         ));
         cache.refresh(&file.0).unwrap();
         assert_eq!(cached(&cache, &file.0)[2], (c.clone(), 7.0, 0.0));
-        // Shrunk in place (no writer does that): an error once, then read afresh.
+        // Shrunk in place (no writer does that): an error once, then read afresh. Without a
+        // file identity (non-Unix) every scrape reads afresh.
         file.overwrite(&encode_file(&[(&c, 9.0, 0.0)], 64));
-        assert!(cache.refresh(&file.0).is_err());
+        assert_eq!(cache.refresh(&file.0).is_err(), cfg!(unix));
         cache.refresh(&file.0).unwrap();
         assert_eq!(cached(&cache, &file.0), [(c.clone(), 9.0, 0.0)]);
         // Replaced by a new file (a new inode: the cache holds the old one open).

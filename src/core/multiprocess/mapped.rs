@@ -6,14 +6,19 @@
 //! the reference does) never moves the mapping, so a slot's address stays valid for the life of
 //! the process and an update is one atomic operation on it. Entries are appended under the
 //! file's lock and published by storing the new `used` length last.
+//!
+//! A file rewritten by `remove` is replaced by a new one and its slots move there. Renders read
+//! slots without the GIL, so the old mapping is released only once every render that began
+//! before the move has ended: renders hold a `ReadGuard` (see `pin`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+
+use memmap2::MmapRaw;
 
 use super::file::read_entries;
 use super::key::mmap_key;
@@ -25,16 +30,14 @@ const INITIAL_SIZE: usize = 1 << 16;
 const RESERVED: usize = 1 << 30;
 const HEADER: usize = 8;
 
+/// One `.db` file of this process, mapped until it is dropped (the descriptor is closed then
+/// too). The mapping is shared memory accessed through atomics (slots, `used`) or under
+/// `index`'s lock (appending entries).
 pub struct MappedFile {
-    base: *mut u8,
+    map: MmapRaw,
     file: File,
     index: Mutex<Index>,
 }
-
-// SAFETY: the mapping is shared memory accessed through atomics (slots, `used`) or under
-// `index`'s lock (appending entries); it is never unmapped.
-unsafe impl Send for MappedFile {}
-unsafe impl Sync for MappedFile {}
 
 struct Index {
     capacity: usize,
@@ -64,9 +67,8 @@ impl MappedFile {
             return Err(io::Error::other("multiprocess file larger than 1 GiB"));
         }
         allocate(&file, capacity)?;
-        let base = map(&file)?;
         let mapped = MappedFile {
-            base,
+            map: reserve(&file)?,
             file,
             index: Mutex::new(Index {
                 capacity,
@@ -100,22 +102,28 @@ impl MappedFile {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn used_slot(&self) -> &AtomicU32 {
-        // SAFETY: offset 0 of a mapping of at least INITIAL_SIZE bytes, 8-aligned.
-        unsafe { &*(self.base as *const AtomicU32) }
+    fn base(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
     }
 
+    fn used_slot(&self) -> &AtomicU32 {
+        // SAFETY: offset 0 of a mapping of at least INITIAL_SIZE bytes, 8-aligned.
+        unsafe { &*(self.base() as *const AtomicU32) }
+    }
+
+    /// `'static` by convention: a slot is valid while its file is open, and after that until
+    /// the renders that could have read it end (`retire`). Slots are only used with the GIL
+    /// held or under a `ReadGuard`.
     fn slot_at(&self, offset: usize) -> &'static AtomicU64 {
-        // SAFETY: offsets come from entries inside the file, 8-aligned; the mapping lives until
-        // the process ends.
-        unsafe { &*(self.base.add(offset) as *const AtomicU64) }
+        // SAFETY: offsets come from entries inside the file, 8-aligned.
+        unsafe { &*(self.base().add(offset) as *const AtomicU64) }
     }
 
     /// A copy of the used part of the file.
     fn used_bytes(&self) -> Vec<u8> {
         let used = self.lock().used;
         // SAFETY: the first `used` bytes are inside the file and the mapping.
-        unsafe { std::slice::from_raw_parts(self.base, used) }.to_vec()
+        unsafe { std::slice::from_raw_parts(self.base(), used) }.to_vec()
     }
 
     /// The value slot of `key`, appending the entry (value and timestamp 0.0) if it is new.
@@ -140,7 +148,9 @@ impl MappedFile {
         }
         // SAFETY: [start, needed) lies inside the file and the mapping; only this lock writes
         // beyond `used`, and readers do not look there until `used` is published.
-        unsafe { std::ptr::copy_nonoverlapping(entry.as_ptr(), self.base.add(start), entry.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(entry.as_ptr(), self.base().add(start), entry.len())
+        };
         index.used = needed;
         self.used_slot().store(needed as u32, Ordering::Release);
         let offset = needed - 16;
@@ -184,6 +194,7 @@ pub(super) fn encode_file<'a>(entries: impl Iterator<Item = (&'a str, f64, f64)>
 /// `fallocate` get a plain (sparse) extension.
 #[cfg(target_os = "linux")]
 fn allocate(file: &File, capacity: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
     // SAFETY: posix_fallocate on a descriptor we own.
     match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, capacity as libc::off_t) } {
         0 => Ok(()),
@@ -213,22 +224,73 @@ fn allocate(file: &File, capacity: usize) -> io::Result<()> {
     Ok(())
 }
 
-fn map(file: &File) -> io::Result<*mut u8> {
-    // SAFETY: a shared mapping of our own file; pages beyond its end are never touched.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            RESERVED,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
+/// Maps `RESERVED` bytes of the file, far beyond its end, so that it can grow without the
+/// mapping moving. POSIX systems allow mapping past the end of a file (pages there are never
+/// touched until the file has grown over them).
+#[cfg(unix)]
+fn reserve(file: &File) -> io::Result<MmapRaw> {
+    memmap2::MmapOptions::new().len(RESERVED).map_raw(file)
+}
+
+/// Windows maps no further than a file's end and cannot resize a mapped file, so slots could
+/// not stay put while the file grows: multiprocess mode says so rather than misbehave.
+#[cfg(not(unix))]
+fn reserve(_file: &File) -> io::Result<MmapRaw> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "multiprocess mode needs a POSIX system (files are mapped beyond their end to grow)",
+    ))
+}
+
+/// Memory that renders may be reading without the GIL: the files retired while it was
+/// current. Dropped (unmapping them) when the last render that pinned it ends.
+#[derive(Default)]
+struct Epoch {
+    retired: Mutex<Vec<Arc<MappedFile>>>,
+}
+
+/// The epoch renders pin now; retiring a file starts a new one.
+#[derive(Default)]
+struct Epochs {
+    current: Mutex<Arc<Epoch>>,
+}
+
+impl Epochs {
+    fn current(&self) -> MutexGuard<'_, Arc<Epoch>> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
-    Ok(base as *mut u8)
+
+    fn pin(&self) -> ReadGuard {
+        ReadGuard {
+            _epoch: self.current().clone(),
+        }
+    }
+
+    /// Releases `file`, whose slots have all moved elsewhere, once the renders that began
+    /// before the move have ended: renders that begin from now on pin a new epoch and load the
+    /// new pointers (the epoch's lock orders them after the move).
+    fn retire(&self, file: Arc<MappedFile>) {
+        let old = std::mem::take(&mut *self.current());
+        old.retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(file);
+    }
+}
+
+fn epochs() -> &'static Epochs {
+    static EPOCHS: OnceLock<Epochs> = OnceLock::new();
+    EPOCHS.get_or_init(Default::default)
+}
+
+/// Keeps the slots a render may read valid until it is dropped.
+pub struct ReadGuard {
+    _epoch: Arc<Epoch>,
+}
+
+/// Taken before reading slots without the GIL (a render), held until the reading is done.
+pub fn pin() -> ReadGuard {
+    epochs().pin()
 }
 
 /// Which file of a process an entry lives in: `counter`, `gauge_livesum`, `histogram`, ...
@@ -247,9 +309,9 @@ struct Files {
     pid: u32,
     open: HashMap<FileId, Arc<MappedFile>>,
     slots: Vec<Weak<Slots>>,
-    /// Files replaced by `remove`, never unmapped: a scrape running without the GIL may still
-    /// read a slot through its old address.
-    retired: Vec<Arc<MappedFile>>,
+    /// Files replaced by a `remove` that failed to move every slot to the new file: kept
+    /// mapped so that no slot dangles.
+    stranded: Vec<Arc<MappedFile>>,
 }
 
 fn files() -> MutexGuard<'static, Files> {
@@ -260,7 +322,7 @@ fn files() -> MutexGuard<'static, Files> {
                 pid: std::process::id(),
                 open: HashMap::new(),
                 slots: Vec::new(),
-                retired: Vec::new(),
+                stranded: Vec::new(),
             })
         })
         .lock()
@@ -331,8 +393,14 @@ impl Files {
         std::fs::rename(&temporary, &path)?;
         self.open
             .insert(id.clone(), Arc::new(MappedFile::open(&path)?));
-        self.retired.push(old);
-        self.repoint(Some(id))
+        match self.repoint(Some(id)) {
+            Ok(()) => epochs().retire(old),
+            Err(e) => {
+                self.stranded.push(old);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -509,8 +577,14 @@ fn label_dict<'a>(labelnames: &'a [String], labels: &'a [String]) -> Vec<(&'a st
 pub fn after_fork_in_child() -> io::Result<()> {
     let mut files = files();
     files.pid = std::process::id();
-    files.open.clear();
-    files.repoint(None)
+    let parents = std::mem::take(&mut files.open);
+    let moved = files.repoint(None);
+    // With one thread there is no render to wait for; on failure some slots are still there.
+    match moved {
+        Ok(()) => drop(parents),
+        Err(_) => files.stranded.extend(parents.into_values()),
+    }
+    moved
 }
 
 #[cfg(test)]
@@ -543,6 +617,34 @@ mod tests {
         let entries = read_entries(&bytes).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!((entries[1].key.as_str(), entries[1].value), ("abcd", 1.0));
+    }
+
+    #[test]
+    fn a_retired_file_lives_until_the_renders_that_pinned_it_end() {
+        let dir = temp_dir("retire");
+        let epochs = Epochs::default();
+        let file = Arc::new(MappedFile::open(&dir.join("counter_3.db")).unwrap());
+        add_f64(file.slot("a").unwrap(), 2.0);
+        let released = Arc::downgrade(&file);
+        let early = epochs.pin();
+        epochs.retire(file);
+        let late = epochs.pin();
+        let still_mapped = released
+            .upgrade()
+            .expect("a render that began before still reads it");
+        assert_eq!(load_f64(still_mapped.slot("a").unwrap()), 2.0);
+        drop(still_mapped);
+        drop(late);
+        assert!(released.upgrade().is_some());
+        drop(early);
+        assert!(
+            released.upgrade().is_none(),
+            "unmapped once that render ended"
+        );
+        let unpinned = Arc::new(MappedFile::open(&dir.join("counter_4.db")).unwrap());
+        let released = Arc::downgrade(&unpinned);
+        epochs.retire(unpinned);
+        assert!(released.upgrade().is_none(), "no render: released at once");
     }
 
     #[test]
