@@ -1126,8 +1126,10 @@ impl OmParser {
             let c = self.store.copy_sample(&old, s);
             self.store.samples.push(c);
         }
-        self.group_start -= self.fam_start;
-        self.group = self.group.map(|g| g - self.fam_start);
+        // A group that began before the samples handed out (a family flushed since) has none
+        // left in the store: it starts at the store's start.
+        self.group_start = self.group_start.saturating_sub(self.fam_start);
+        self.group = self.group.map(|g| g.saturating_sub(self.fam_start));
         self.fam_start = 0;
     }
 }
