@@ -58,6 +58,11 @@ KNOWN_DIFFERENCES = {
     'prometheus_client.mmap_dict.mmap_key':
         'fastprom accepts any sequence of label names and values, not only lists',
 }
+# Summary takes keyword-only quantile objectives and a window (issue 16), beyond the
+# reference's arguments.
+KNOWN_DIFFERENCES.update(
+    {f'prometheus_client.{module}Summary': 'Summary also takes objectives= and a window'
+     for module in ('', 'metrics.', 'core.')})
 # fastprom's MmapedDict is its own (over the native file code), annotated where the
 # reference's is not.
 KNOWN_DIFFERENCES.update(

@@ -12,6 +12,7 @@ import os
 import time
 import types
 from threading import Lock
+import warnings
 from typing import (
     TYPE_CHECKING, Any, Callable, Dict, Iterable, Literal, Optional, Sequence, Tuple, Type, TypeVar,
     Union,
@@ -379,16 +380,73 @@ class _GaugeMethods(_MethodsBase):
         self._mark_python_samples()
 
 
+Objectives = Union[Dict[float, float], Iterable[Tuple[float, float]]]
+
+
+def _quantile_objectives(objectives: Optional[Objectives], invariants: Optional[Objectives]):
+    """The (quantile, error) pairs asked for by client_golang's `objectives` ({q: e}) or the
+    prometheus-summary package's `invariants` (((q, e), ...)), sorted; () for none."""
+    if objectives is not None and invariants is not None:
+        raise ValueError('Pass objectives or invariants, not both')
+    given = objectives if objectives is not None else invariants
+    if not given:
+        return ()
+    pairs = given.items() if isinstance(given, dict) else given
+    checked = []
+    for quantile, error in pairs:
+        quantile, error = float(quantile), float(error)
+        if not 0 < quantile < 1:
+            raise ValueError(f'Quantile {quantile} is not between 0 and 1 (exclusive)')
+        if not 0 < error < 1:
+            raise ValueError(f'Error {error} of quantile {quantile} is not between 0 and 1 (exclusive)')
+        checked.append((quantile, error))
+    if len({q for q, _ in checked}) != len(checked):
+        raise ValueError('A quantile is given twice')
+    return tuple(sorted(checked))
+
+
 class _SummaryMethods(_MethodsBase):
     """A Summary tracks the size and number of events.
 
         s = Summary('request_size_bytes', 'Request size (bytes)')
         s.observe(512)
 
+    With `objectives={0.5: 0.05, 0.9: 0.01, 0.99: 0.001}` it also reports those quantiles of
+    the observations of the last `max_age` seconds, the window sliding in `age_buckets` steps,
+    as client_golang's summaries do: the value for quantile q with error e is the phi-quantile
+    for some phi in [q - e, q + e]; NaN while the window is empty. The prometheus-summary
+    package's `invariants=((q, e), ...)` and `max_age_seconds=` are accepted too.
+
     `observe` is native.
     """
     _type = 'summary'
     _reserved_labelnames = ['quantile']
+
+    def __init__(self, name: str, documentation: str, labelnames: Iterable[str] = (),
+                 namespace: str = '', subsystem: str = '', unit: str = '',
+                 registry: Optional[CollectorRegistry] = REGISTRY,
+                 _labelvalues: Optional[Sequence[str]] = None, *,
+                 objectives: Optional[Objectives] = None, max_age: Optional[float] = None,
+                 age_buckets: int = 5, invariants: Optional[Objectives] = None,
+                 max_age_seconds: Optional[float] = None):
+        self._objectives = _quantile_objectives(objectives, invariants)
+        if max_age is not None and max_age_seconds is not None:
+            raise ValueError('Pass max_age or max_age_seconds, not both')
+        window = max_age if max_age is not None else max_age_seconds
+        self._max_age = 600.0 if window is None else float(window)
+        if not self._max_age > 0:
+            raise ValueError(f'max_age must be positive, not {window!r}')
+        if isinstance(age_buckets, bool) or not isinstance(age_buckets, int) or age_buckets < 1:
+            raise ValueError(f'age_buckets must be a positive integer, not {age_buckets!r}')
+        self._age_buckets = age_buckets
+        if self._objectives and _multiprocess_storage() is not None:
+            warnings.warn('Summary quantiles are estimated per process and not collected in '
+                          'multiprocess mode; only _count and _sum are', UserWarning)
+        MetricWrapperBase.__init__(self, name, documentation, labelnames, namespace, subsystem,
+                                   unit, registry, _labelvalues)
+        if self._objectives:
+            self._kwargs.update(objectives=self._objectives, max_age=self._max_age,
+                                age_buckets=self._age_buckets)
 
     def _metric_init(self) -> None:
         self._init_child(time.time())

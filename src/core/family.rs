@@ -13,6 +13,7 @@ use super::format::float_to_go_string;
 use super::model::{Exemplar, FamilySource, MetricType, Sample};
 use super::multiprocess::mapped::{self, MappedSpec, Slots};
 use super::observations::{MappedObservations, Observations};
+use super::quantiles::{clock, QuantileSpec};
 
 /// The value cells of one child.
 pub enum ChildValue {
@@ -69,6 +70,13 @@ impl Child {
             ChildValue::Summary(Box::new(Observations::local(&[]))),
             created,
         )
+    }
+
+    /// A summary child that also estimates the quantiles of `spec`.
+    pub fn summary_with_quantiles(labels: Vec<String>, created: f64, spec: &QuantileSpec) -> Child {
+        let observations =
+            Observations::WithQuantiles(Box::new(Observations::local(&[])), Box::new(spec.start()));
+        Child::new(labels, ChildValue::Summary(Box::new(observations)), created)
     }
 
     pub fn histogram(labels: Vec<String>, created: f64, bounds: &[f64]) -> Child {
@@ -234,6 +242,19 @@ impl Child {
         Some(all.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// The label of the samples `visit` reports with `bucket: Some(i)`: a histogram's `le`, or
+    /// a summary's `quantile`.
+    pub fn bucket_label(&self, i: usize) -> Option<(&'static str, String)> {
+        match &self.value {
+            ChildValue::Histogram(h) => Some(("le", float_to_go_string(*h.bounds().get(i)?))),
+            ChildValue::Summary(h) => {
+                let objective = h.quantiles()?.objectives().get(i)?;
+                Some(("quantile", float_to_go_string(objective.quantile)))
+            }
+            _ => None,
+        }
+    }
+
     /// Reports this child's samples in the reference's order (`_child_samples`).
     pub fn visit(&self, use_created: bool, visit: &mut dyn FnMut(&ChildSample<'_>)) {
         let exemplars = self.lock_exemplars();
@@ -261,6 +282,15 @@ impl Child {
             }
             ChildValue::Gauge(slot) => visit(&plain("", load_f64(slot))),
             ChildValue::Summary(h) => {
+                if let Some(quantiles) = h.quantiles() {
+                    for (i, (_, value)) in quantiles.quantiles(clock()).into_iter().enumerate() {
+                        let quantile = ChildSample {
+                            bucket: Some(i),
+                            ..plain("", value)
+                        };
+                        visit(&quantile);
+                    }
+                }
                 let snap = h.snapshot();
                 visit(&plain("_count", snap.observations as f64));
                 visit(&plain("_sum", snap.sum));
@@ -293,6 +323,14 @@ impl Child {
     }
 }
 
+/// Where `name` falls among the sorted label names.
+fn label_position(labelnames: &[String], sorted_labels: &[usize], name: &str) -> usize {
+    sorted_labels
+        .iter()
+        .position(|i| labelnames[*i].as_str() > name)
+        .unwrap_or(sorted_labels.len())
+}
+
 /// A child in a family's set, hashed and compared by its label values.
 struct Keyed(Arc<Child>);
 
@@ -323,12 +361,18 @@ pub struct Family {
     pub unit: String,
     pub metric_type: MetricType,
     pub labelnames: Vec<String>,
-    /// Indexes of the distinct label names in sorted name order, and where `le` falls among them.
+    /// Indexes of the distinct label names in sorted name order, and where the label of a
+    /// sample's bucket (`le`, or a summary's `quantile`) falls among them.
     sorted_labels: Vec<usize>,
     le_position: usize,
     /// A histogram's bucket upper bounds, and their `le` label values.
     bounds: Vec<f64>,
+    /// The `le` values of a histogram's buckets, or the `quantile` values of a summary's
+    /// objectives: the label of a `ChildSample`'s `bucket`.
     le_values: Vec<String>,
+    bucket_label: &'static str,
+    /// A summary's objectives and window, for the children it makes.
+    quantiles: Option<QuantileSpec>,
     children: Mutex<IndexSet<Keyed>>,
     /// Some child's samples come from Python (it stays set after that child is removed).
     python_samples: Arc<AtomicBool>,
@@ -351,10 +395,7 @@ impl Family {
             .filter(|i| seen.insert(labelnames[*i].as_str()))
             .collect();
         sorted_labels.sort_by(|a, b| labelnames[*a].cmp(&labelnames[*b]));
-        let le_position = sorted_labels
-            .iter()
-            .position(|i| labelnames[*i].as_str() > "le")
-            .unwrap_or(sorted_labels.len());
+        let le_position = label_position(&labelnames, &sorted_labels, "le");
         Family {
             name,
             documentation,
@@ -365,9 +406,28 @@ impl Family {
             le_position,
             bounds: bounds.to_vec(),
             le_values: bounds.iter().map(|b| float_to_go_string(*b)).collect(),
+            bucket_label: "le",
+            quantiles: None,
             children: Mutex::new(IndexSet::new()),
             python_samples: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// A summary family whose samples include the quantiles of `spec`, labelled `quantile`.
+    pub fn with_quantiles(mut self, spec: QuantileSpec) -> Family {
+        self.le_position = label_position(&self.labelnames, &self.sorted_labels, "quantile");
+        self.le_values = spec
+            .objectives
+            .iter()
+            .map(|o| float_to_go_string(o.quantile))
+            .collect();
+        self.bucket_label = "quantile";
+        self.quantiles = Some(spec);
+        self
+    }
+
+    pub fn quantiles(&self) -> Option<&QuantileSpec> {
+        self.quantiles.as_ref()
     }
 
     fn lock_children(&self) -> MutexGuard<'_, IndexSet<Keyed>> {
@@ -514,7 +574,7 @@ impl FamilySource for FamilyView {
                     Some(le) => {
                         with_le.clear();
                         with_le.extend_from_slice(&base[..family.le_position]);
-                        with_le.push(("le", le.as_str()));
+                        with_le.push((family.bucket_label, le.as_str()));
                         with_le.extend_from_slice(&base[family.le_position..]);
                         &with_le[..]
                     }
@@ -543,13 +603,18 @@ pub fn find_sample(
     labels: &[(&str, &str)],
 ) -> Option<f64> {
     let suffix = name.strip_prefix(family.name.as_str())?;
-    let (le, series) = match suffix {
-        "_bucket" => {
-            let (le, rest): (Vec<_>, Vec<_>) =
-                labels.iter().copied().partition(|(k, _)| *k == "le");
-            (Some(le.first()?.1), rest)
-        }
-        _ => (None, labels.to_vec()),
+    let labelled_by_bucket = match family.bucket_label {
+        "quantile" => suffix.is_empty(),
+        _ => suffix == "_bucket",
+    };
+    let (le, series) = if labelled_by_bucket {
+        let (le, rest): (Vec<_>, Vec<_>) = labels
+            .iter()
+            .copied()
+            .partition(|(k, _)| *k == family.bucket_label);
+        (Some(le.first()?.1), rest)
+    } else {
+        (None, labels.to_vec())
     };
     let bucket = match le {
         Some(le) => Some(family.le_values.iter().position(|v| v == le)?),

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use super::cell::{add_f64, load_f64, store_f64};
 use super::hotcold::{bucket_index, HotCold, Snapshot};
 use super::multiprocess::mapped::Slots;
+use super::quantiles::{clock, SlidingQuantiles};
 
 pub enum Observations {
     Local(HotCold),
     Mapped(MappedObservations),
+    /// A summary's cells and the estimator of its quantiles, which sees every observation.
+    WithQuantiles(Box<Observations>, Box<SlidingQuantiles>),
 }
 
 /// Multiprocess storage in the reference's order of entries: a histogram's `_sum` then its
@@ -76,10 +79,19 @@ impl Observations {
         Observations::Local(HotCold::new(bounds))
     }
 
+    /// The estimator of a summary's quantiles, if it has objectives.
+    pub fn quantiles(&self) -> Option<&SlidingQuantiles> {
+        match self {
+            Observations::WithQuantiles(_, q) => Some(q),
+            _ => None,
+        }
+    }
+
     pub fn mapped_slots(&self) -> Option<&Arc<Slots>> {
         match self {
             Observations::Local(_) => None,
             Observations::Mapped(m) => Some(&m.slots),
+            Observations::WithQuantiles(inner, _) => inner.mapped_slots(),
         }
     }
 
@@ -87,6 +99,7 @@ impl Observations {
         match self {
             Observations::Local(h) => h.bounds(),
             Observations::Mapped(m) => &m.bounds,
+            Observations::WithQuantiles(inner, _) => inner.bounds(),
         }
     }
 
@@ -100,6 +113,10 @@ impl Observations {
         match self {
             Observations::Local(h) => h.observe(v),
             Observations::Mapped(m) => m.observe(v),
+            Observations::WithQuantiles(inner, q) => {
+                inner.observe(v);
+                q.observe(v, clock());
+            }
         }
     }
 
@@ -108,6 +125,10 @@ impl Observations {
         match self {
             Observations::Local(h) => h.observe_in(bucket, v),
             Observations::Mapped(m) => m.observe_in(bucket, v),
+            Observations::WithQuantiles(inner, q) => {
+                inner.observe_in(bucket, v);
+                q.observe(v, clock());
+            }
         }
     }
 
@@ -115,6 +136,11 @@ impl Observations {
         match self {
             Observations::Local(h) => h.observe_many(values),
             Observations::Mapped(m) => values.iter().for_each(|v| m.observe((*v).into())),
+            Observations::WithQuantiles(inner, q) => {
+                inner.observe_many(values);
+                let now = clock();
+                values.iter().for_each(|v| q.observe((*v).into(), now));
+            }
         }
     }
 
@@ -122,6 +148,7 @@ impl Observations {
         match self {
             Observations::Local(h) => h.snapshot(),
             Observations::Mapped(m) => m.snapshot(),
+            Observations::WithQuantiles(inner, _) => inner.snapshot(),
         }
     }
 
@@ -129,6 +156,7 @@ impl Observations {
         match self {
             Observations::Local(h) => h.add_to_sum(v),
             Observations::Mapped(m) => add_f64(m.slots.value(m.sum_slot()), v),
+            Observations::WithQuantiles(inner, _) => inner.add_to_sum(v),
         }
     }
 
@@ -136,6 +164,7 @@ impl Observations {
         match self {
             Observations::Local(h) => h.add_to_bucket(bucket, n),
             Observations::Mapped(m) => add_f64(m.slots.value(1 + bucket), n as f64),
+            Observations::WithQuantiles(inner, _) => inner.add_to_bucket(bucket, n),
         }
     }
 
@@ -146,6 +175,7 @@ impl Observations {
             Observations::Local(h) => h.add_observations(n),
             Observations::Mapped(m) if !m.is_histogram() => add_f64(m.slots.value(0), n as f64),
             Observations::Mapped(_) => {}
+            Observations::WithQuantiles(inner, _) => inner.add_observations(n),
         }
     }
 
@@ -154,6 +184,7 @@ impl Observations {
             (Observations::Local(h), _) => h.set_part(bucket, v),
             (Observations::Mapped(m), None) => store_f64(m.slots.value(m.sum_slot()), v),
             (Observations::Mapped(m), Some(i)) => store_f64(m.slots.value(1 + i), v),
+            (Observations::WithQuantiles(inner, _), _) => inner.set_part(bucket, v),
         }
     }
 }

@@ -217,6 +217,55 @@ impl Folder<'_> {
     }
 }
 
+/// What a summary with quantiles estimates: its objectives and window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantileSpec {
+    /// In quantile order.
+    pub objectives: Vec<Objective>,
+    /// Seconds.
+    pub max_age: f64,
+    pub age_buckets: usize,
+}
+
+impl QuantileSpec {
+    pub fn new(mut objectives: Vec<Objective>, max_age: f64, age_buckets: usize) -> QuantileSpec {
+        objectives.sort_by(|a, b| a.quantile.total_cmp(&b.quantile));
+        QuantileSpec {
+            objectives,
+            max_age,
+            age_buckets,
+        }
+    }
+
+    /// A fresh estimator, its window starting now.
+    pub fn start(&self) -> SlidingQuantiles {
+        SlidingQuantiles::new(&self.objectives, self.max_age, self.age_buckets, clock())
+    }
+}
+
+/// Seconds on a monotonic clock, the one estimators made by [`QuantileSpec::start`] run on.
+/// On Linux the coarse clock (a few milliseconds' resolution, plenty for windows of seconds)
+/// costs a fraction of the precise one on every observation.
+#[cfg(target_os = "linux")]
+pub fn clock() -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec to write; CLOCK_MONOTONIC_COARSE exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+    now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn clock() -> f64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
+}
+
 /// Observations not yet merged: at most this many.
 const BUFFER: usize = 512;
 

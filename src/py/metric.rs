@@ -25,6 +25,7 @@ use crate::core::family::{find_sample, Child, ChildValue, Family};
 use crate::core::model::{Exemplar, MetricType};
 use crate::core::multiprocess::mapped::{self, MappedSpec};
 use crate::core::observations::Observations;
+use crate::core::quantiles::{Objective, QuantileSpec};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -76,7 +77,7 @@ fn build_family(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<(Arc<Family>, bo
     let documentation = slf.getattr(intern!(slf.py(), "_documentation"))?;
     let doc_str = documentation.cast::<PyString>().ok().map(|d| d.to_string());
     let labelnames: Vec<String> = slf.getattr(intern!(slf.py(), "_labelnames"))?.extract()?;
-    let family = Family::new(
+    let mut family = Family::new(
         slf.getattr(intern!(slf.py(), "_name"))?.extract()?,
         doc_str.clone().unwrap_or_default(),
         unit_text(&slf.getattr(intern!(slf.py(), "_unit"))?)?,
@@ -84,6 +85,9 @@ fn build_family(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<(Arc<Family>, bo
         labelnames,
         &upper_bounds(slf, kind)?,
     );
+    if let Some(spec) = quantile_spec(slf, kind)? {
+        family = family.with_quantiles(spec);
+    }
     Ok((Arc::new(family), doc_str.is_some()))
 }
 
@@ -94,18 +98,45 @@ fn new_cells(
     labelnames: &[String],
     labels: Vec<String>,
     bounds: &[f64],
+    quantiles: Option<&QuantileSpec>,
     created: f64,
 ) -> PyResult<Child> {
     if let Some(spec) = multiprocess {
         return Child::mapped(spec, labelnames, labels, bounds, created)
             .map_err(multiprocess_file_error);
     }
-    Ok(match kind {
-        Kind::Counter => Child::counter(labels, created),
-        Kind::Gauge => Child::gauge(labels),
-        Kind::Summary => Child::summary(labels, created),
-        Kind::Histogram => Child::histogram(labels, created, bounds),
+    Ok(match (kind, quantiles) {
+        (Kind::Summary, Some(spec)) => Child::summary_with_quantiles(labels, created, spec),
+        (Kind::Counter, _) => Child::counter(labels, created),
+        (Kind::Gauge, _) => Child::gauge(labels),
+        (Kind::Summary, None) => Child::summary(labels, created),
+        (Kind::Histogram, _) => Child::histogram(labels, created, bounds),
     })
+}
+
+/// A summary's objectives and window (`_objectives`, `_max_age`, `_age_buckets`, set by
+/// `Summary.__init__`), if it estimates quantiles.
+fn quantile_spec(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<Option<QuantileSpec>> {
+    let py = slf.py();
+    if kind != Kind::Summary {
+        return Ok(None);
+    }
+    let objectives: Option<Vec<(f64, f64)>> = match slf.getattr(intern!(py, "_objectives")) {
+        Ok(objectives) => objectives.extract()?,
+        Err(_) => None,
+    };
+    let Some(objectives) = objectives.filter(|o| !o.is_empty()) else {
+        return Ok(None);
+    };
+    let objectives = objectives
+        .into_iter()
+        .map(|(quantile, error)| Objective { quantile, error })
+        .collect();
+    Ok(Some(QuantileSpec::new(
+        objectives,
+        slf.getattr(intern!(py, "_max_age"))?.extract()?,
+        slf.getattr(intern!(py, "_age_buckets"))?.extract()?,
+    )))
 }
 
 /// Multiprocess mode is on for a metric when `PROMETHEUS_MULTIPROC_DIR` is set as it is created
@@ -376,12 +407,14 @@ impl MetricCore {
             None => Vec::new(),
         };
         let bounds = upper_bounds(slf, self.kind)?;
+        let quantiles = quantile_spec(slf, self.kind)?;
         let child = Arc::new(new_cells(
             self.kind,
             multiprocess.as_deref(),
             &labelnames,
             labels,
             &bounds,
+            quantiles.as_ref(),
             created,
         )?);
         let (family, renders_natively) = if top_level {
@@ -488,6 +521,7 @@ impl MetricCore {
             &family.labelnames,
             labels,
             family.bounds(),
+            family.quantiles(),
             created,
         )?);
         let child = new_instance(py, self.kind)?;
@@ -570,17 +604,12 @@ impl MetricCore {
 
     fn child_samples<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let child = self.child()?;
-        let bounds = match &child.value {
-            ChildValue::Histogram(h) => h.bounds().to_vec(),
-            _ => Vec::new(),
-        };
         let mut samples = Vec::new();
         let mut failure = None;
         child.visit(python::use_created(py)?, &mut |s| {
             let labels = PyDict::new(py);
-            if let Some(bound) = s.bucket.and_then(|b| bounds.get(b)) {
-                let le = crate::core::format::float_to_go_string(*bound);
-                if let Err(e) = labels.set_item("le", le) {
+            if let Some((name, value)) = s.bucket.and_then(|b| child.bucket_label(b)) {
+                if let Err(e) = labels.set_item(name, value) {
                     failure = Some(e);
                 }
             }
