@@ -215,3 +215,29 @@ def test_promtool_accepts_the_quantiles(tmp_path):
     result = subprocess.run(['promtool', 'check', 'metrics'], input=fastprom.generate_latest(registry),
                             capture_output=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_real_prometheus_scrapes_the_quantiles(tmp_path):
+    """Prometheus 2.42 (OpenMetrics scrapes) stores the quantile series of a summary served by
+    start_http_server, with values within the objectives of uniform data."""
+    import real_servers as rs
+    registry = fastprom.CollectorRegistry()
+    s = fastprom.Summary('rpc_seconds', 'RPC latency.', ['method'], registry=registry,
+                         objectives=OBJECTIVES)
+    rng = random.Random(16)
+    s.labels('get').observe_many([rng.random() for _ in range(50_000)])
+    server, thread = fastprom.start_http_server(0, addr=rs.LOOPBACK, registry=registry)
+    try:
+        jobs = {'quantiles': (f'{rs.LOOPBACK}:{server.server_port}', '/metrics')}
+        with rs.prometheus_server(tmp_path, jobs) as prom:
+            prom.wait_for('up{job="quantiles"} == 1')
+            for q, error in OBJECTIVES.items():
+                series = f'rpc_seconds{{job="quantiles",method="get",quantile="{q}"}}'
+                prom.wait_for(series)
+                value = prom.query_value(series)
+                assert abs(value - q) <= error + 0.01, (q, value)
+            assert prom.query_value('rpc_seconds_count{job="quantiles"}') == 50_000
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
