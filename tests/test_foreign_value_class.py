@@ -189,50 +189,53 @@ def test_a_fixed_sequence_is_seen_by_the_value_objects():
     assert ours['classes'] == ['Counter', 'Counter', 'Gauge', 'Gauge', 'Summary', 'Histogram']
 
 
-def test_decorators_and_timers_use_the_value_objects():
+def in_both(body):
+    """{library: body(swapped, lib, registry)}, each run under the recording value class."""
     results = {}
     for name in LIBS:
         with Swapped(name) as swapped:
-            lib = swapped.lib
-            registry = lib.CollectorRegistry()
-            failures = lib.Counter('failures', 'f', registry=registry)
-            busy = lib.Gauge('busy', 'b', registry=registry)
-            duration = lib.Histogram('work_seconds', 'w', registry=registry)
+            results[name] = body(swapped, swapped.lib, swapped.lib.CollectorRegistry())
+    return results
 
-            @failures.count_exceptions(KeyError)
-            @busy.track_inprogress()
-            @duration.time()
-            def work(fail):
-                if fail:
-                    raise KeyError(fail)
-                return 'done'
 
-            answers = [work(False), outcome(lambda: work('x'))]
-            with duration.time():
-                pass
-            calls = [entry[:2] for entry in swapped.log if entry[0] != 'new']
-            results[name] = (answers, calls, registry.get_sample_value('failures_total'),
-                             registry.get_sample_value('work_seconds_count'),
-                             registry.get_sample_value('busy'))
+def test_decorators_and_timers_use_the_value_objects():
+    def body(swapped, lib, registry):
+        failures = lib.Counter('failures', 'f', registry=registry)
+        busy = lib.Gauge('busy', 'b', registry=registry)
+        duration = lib.Histogram('work_seconds', 'w', registry=registry)
+
+        @failures.count_exceptions(KeyError)
+        @busy.track_inprogress()
+        @duration.time()
+        def work(fail):
+            if fail:
+                raise KeyError(fail)
+            return 'done'
+
+        answers = [work(False), outcome(lambda: work('x'))]
+        with duration.time():
+            pass
+        calls = [entry[:2] for entry in swapped.log if entry[0] != 'new']
+        return (answers, calls, registry.get_sample_value('failures_total'),
+                registry.get_sample_value('work_seconds_count'), registry.get_sample_value('busy'))
+
+    results = in_both(body)
     assert results['fastprom'] == results['reference']
     assert results['fastprom'][2:] == (1.0, 3.0, 0.0)
 
 
 def test_swapping_back_returns_to_native_values():
-    results = {}
-    for name in LIBS:
-        with Swapped(name) as swapped:
-            lib = swapped.lib
-            registry = lib.CollectorRegistry()
-            recorded = lib.Counter('recorded', 'r', registry=registry)
-            swapped.values.ValueClass = swapped.values.MutexValue
-            native = lib.Counter('native', 'n', registry=registry)
-            recorded.inc(3)
-            native.inc(4)
-            results[name] = (len([e for e in swapped.log if e[0] == 'inc']),
-                             registry.get_sample_value('recorded_total'),
-                             registry.get_sample_value('native_total'),
-                             native._value.get(), recorded._value.get())
+    def body(swapped, lib, registry):
+        recorded = lib.Counter('recorded', 'r', registry=registry)
+        swapped.values.ValueClass = swapped.values.MutexValue
+        native = lib.Counter('native', 'n', registry=registry)
+        recorded.inc(3)
+        native.inc(4)
+        return (len([e for e in swapped.log if e[0] == 'inc']),
+                registry.get_sample_value('recorded_total'), registry.get_sample_value('native_total'),
+                native._value.get(), recorded._value.get())
+
+    results = in_both(body)
     assert results['fastprom'] == results['reference'] == (1, 3.0, 4.0, 4.0, 3.0)
 
 
@@ -255,14 +258,11 @@ def test_user_subclasses_keep_their_methods():
 
 
 def test_set_function_on_a_foreign_valued_gauge():
-    texts = {}
-    for name in LIBS:
-        with Swapped(name) as swapped:
-            lib = swapped.lib
-            registry = lib.CollectorRegistry()
-            gauge = lib.Gauge('answer', 'a', registry=registry)
-            gauge.set_function(lambda: 42)
-            texts[name] = lib.generate_latest(registry)
+    def body(swapped, lib, registry):
+        lib.Gauge('answer', 'a', registry=registry).set_function(lambda: 42)
+        return lib.generate_latest(registry)
+
+    texts = in_both(body)
     assert texts['fastprom'] == texts['reference']
     assert b'answer 42.0' in texts['fastprom']
 

@@ -443,7 +443,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    const OBJECTIVES: [Objective; 3] = [
+    pub(super) const OBJECTIVES: [Objective; 3] = [
         Objective {
             quantile: 0.5,
             error: 0.05,
@@ -601,21 +601,7 @@ mod speed {
     #[test]
     #[ignore]
     fn observe_cost() {
-        let objectives = [
-            Objective {
-                quantile: 0.5,
-                error: 0.05,
-            },
-            Objective {
-                quantile: 0.9,
-                error: 0.01,
-            },
-            Objective {
-                quantile: 0.99,
-                error: 0.001,
-            },
-        ];
-        let summary = SlidingQuantiles::new(&objectives, 600.0, 5, 0.0);
+        let summary = SlidingQuantiles::new(&super::tests::OBJECTIVES, 600.0, 5, 0.0);
         let mut x: u64 = 1;
         let n = 2_000_000;
         let start = std::time::Instant::now();
