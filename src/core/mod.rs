@@ -9,6 +9,7 @@ pub mod hotcold;
 pub mod http;
 pub mod model;
 pub mod multiprocess;
+pub mod native_histogram;
 pub mod negotiate;
 pub mod observations;
 pub mod openmetrics;

@@ -1,0 +1,251 @@
+use super::*;
+use crate::core::model::BucketSpan;
+use std::sync::Arc;
+
+fn histogram(schema: i32) -> SparseHistogram {
+    SparseHistogram::new(NativeConfig::with_schema(schema))
+}
+
+fn counts(h: &SparseHistogram) -> BucketCounts {
+    BucketCounts::from_snapshot(&h.snapshot())
+}
+
+fn span(offset: i32, length: u32) -> BucketSpan {
+    BucketSpan { offset, length }
+}
+
+#[test]
+fn observations_land_in_their_buckets() {
+    let h = histogram(0);
+    for v in [1.0, 1.5, 2.0, 3.0, 0.0, -0.0, 1e-40, -1.0, -4.0, 100.0] {
+        h.observe(v);
+    }
+    let s = h.snapshot();
+    assert_eq!(s.schema, 0);
+    assert_eq!(s.zero_threshold, DEFAULT_ZERO_THRESHOLD);
+    assert_eq!(s.count, 10);
+    assert_eq!(s.zero_count, 3, "0, -0 and 1e-40 are within 2^-128");
+    assert_eq!(s.sum, 1.0 + 1.5 + 2.0 + 3.0 + 1e-40 - 1.0 - 4.0 + 100.0);
+    // 1 -> 0; 1.5, 2 -> 1; 3 -> 2; 100 -> 7 (64, 128].
+    assert_eq!(s.positive_spans, vec![span(0, 3), span(4, 1)]);
+    assert_eq!(s.positive_deltas, vec![1, 1, -1, 0]);
+    assert_eq!(s.negative_spans, vec![span(0, 3)]);
+    assert_eq!(s.negative_deltas, vec![1, -1, 1]);
+}
+
+#[test]
+fn nan_is_counted_but_never_bucketed_and_infinities_get_their_own_buckets() {
+    let h = histogram(3);
+    h.observe(f64::NAN);
+    h.observe(f64::INFINITY);
+    h.observe(f64::NEG_INFINITY);
+    h.observe(f64::MAX);
+    let c = counts(&h);
+    assert_eq!(c.count, 4);
+    assert!(c.sum.is_nan());
+    assert_eq!(c.zero_count, 0);
+    assert_eq!(c.positive, vec![(1024 * 8, 1), (1024 * 8 + 1, 1)]);
+    assert_eq!(c.negative, vec![(1024 * 8 + 1, 1)]);
+    assert_eq!(c.bucket_total() + c.zero_count + 1, c.count);
+}
+
+#[test]
+fn zero_threshold_is_inclusive_and_zero_width_works() {
+    let mut config = NativeConfig::with_schema(0);
+    config.zero_threshold = 0.5;
+    let h = SparseHistogram::new(config);
+    for v in [0.5, -0.5, 0.25, 0.5000001, -0.50001] {
+        h.observe(v);
+    }
+    let c = counts(&h);
+    assert_eq!(c.zero_count, 3);
+    assert_eq!((c.positive, c.negative), (vec![(0, 1)], vec![(0, 1)]));
+
+    config.zero_threshold = -1.0; // taken as 0: only zeros are in the zero bucket
+    let h = SparseHistogram::new(config);
+    for v in [0.0, -0.0, f64::from_bits(1), -f64::from_bits(1)] {
+        h.observe(v);
+    }
+    let c = counts(&h);
+    assert_eq!((c.zero_threshold, c.zero_count), (0.0, 2));
+    assert_eq!(c.positive, vec![(-1074, 1)]);
+    assert_eq!(c.negative, vec![(-1074, 1)]);
+}
+
+#[test]
+fn windows_grow_both_ways_without_losing_counts() {
+    let h = histogram(8);
+    let mut want = std::collections::BTreeMap::new();
+    // Alternately far below and far above, then back in the middle, twice per value.
+    let values: Vec<f64> = (0..400)
+        .map(|i| {
+            if i % 2 == 0 {
+                1e-3 / (1.01f64).powi(i)
+            } else {
+                1e3 * (1.03f64).powi(i)
+            }
+        })
+        .chain((0..100).map(|i| 1.0 + i as f64 / 100.0))
+        .collect();
+    for v in values.iter().chain(&values) {
+        h.observe(*v);
+        *want.entry(bucket_index(*v, 8)).or_insert(0u64) += 1;
+    }
+    let c = counts(&h);
+    assert_eq!(c.positive, want.into_iter().collect::<Vec<_>>());
+    assert_eq!(c.count, 1000);
+    assert_eq!(counts(&h), c, "a second snapshot reads the same");
+}
+
+#[test]
+fn empty_histogram_snapshot() {
+    let s = histogram(3).snapshot();
+    assert_eq!((s.count, s.zero_count, s.sum), (0, 0, 0.0));
+    assert!(s.positive_spans.is_empty() && s.negative_spans.is_empty());
+}
+
+fn limited(schema: i32, max_buckets: u32, max_zero: f64, min_reset: Duration) -> SparseHistogram {
+    let mut config = NativeConfig::with_schema(schema);
+    config.max_buckets = max_buckets;
+    config.max_zero_threshold = max_zero;
+    config.min_reset_duration = min_reset;
+    SparseHistogram::new(config)
+}
+
+#[test]
+fn over_the_limit_the_resolution_halves() {
+    let h = limited(2, 4, 0.0, Duration::ZERO);
+    // Schema 2 buckets of 1, 1.1, 1.2, 1.4: 0, 1, 2, 2 -> three buckets.
+    for v in [1.0, 1.1, 1.2, 1.4] {
+        h.observe(v);
+    }
+    assert_eq!(counts(&h).schema, 2);
+    h.observe(1.7); // 1.68 < 1.7 <= 2: bucket 4, the fourth bucket: still within the limit
+    h.observe(2.5); // bucket 6: fifth bucket -> schema 1
+    let c = counts(&h);
+    assert_eq!(c.schema, 1);
+    // Schema 1: (0.7, 1] 1; (1, 1.41] 1.1, 1.2, 1.4; (1.41, 2] 1.7; (2.83, 4] 2.5.
+    assert_eq!(c.positive, vec![(0, 1), (1, 3), (2, 1), (3, 1)]);
+    assert_eq!(c.count, 6);
+    // Once more past the limit: schema 0.
+    h.observe(-1.0);
+    let c = counts(&h);
+    assert_eq!(c.schema, 0);
+    assert_eq!(c.positive, vec![(0, 1), (1, 4), (2, 1)]);
+    assert_eq!(c.negative, vec![(0, 1)]);
+    assert_eq!(c.count, 7);
+    assert!(c.sum == 1.0 + 1.1 + 1.2 + 1.4 + 1.7 + 2.5 - 1.0);
+}
+
+#[test]
+fn resolution_stops_halving_at_the_lowest_schema() {
+    let h = limited(MIN_SCHEMA, 1, 0.0, Duration::ZERO);
+    for v in [1.0, 1e10, 1e-10, 1e100] {
+        h.observe(v);
+    }
+    let c = counts(&h);
+    assert_eq!((c.schema, c.count, c.bucket_number()), (MIN_SCHEMA, 4, 4));
+}
+
+#[test]
+fn over_the_limit_the_zero_bucket_widens_first() {
+    let h = limited(0, 3, 1.0, Duration::from_secs(3600));
+    for v in [0.1, 0.3, 3.0] {
+        h.observe(v);
+    }
+    h.observe(-0.2); // fourth bucket: the nearest to zero is 0.1's (0.0625, 0.125]
+    let c = counts(&h);
+    assert_eq!((c.schema, c.zero_threshold, c.zero_count), (0, 0.125, 1));
+    assert_eq!((c.positive.len(), c.negative.len()), (2, 1));
+    h.observe(20.0); // again: now (0.125, 0.25] of -0.2
+    h.observe(0.24); // in the new zero bucket
+    let c = counts(&h);
+    assert_eq!((c.zero_threshold, c.zero_count), (0.25, 3));
+    assert_eq!(c.positive, vec![(-1, 1), (2, 1), (5, 1)]);
+    h.observe(50.0); // widens to 0.5, still within the maximum of 1
+    let c = counts(&h);
+    assert_eq!((c.zero_threshold, c.zero_count, c.schema), (0.5, 4, 0));
+    h.observe(5000.0); // 2.0 > max zero threshold: the resolution halves instead
+    let c = counts(&h);
+    assert_eq!((c.zero_threshold, c.schema), (0.5, -1));
+    assert_eq!(c.count, 8);
+    assert_eq!(c.bucket_total() + c.zero_count, 8);
+}
+
+#[test]
+fn over_the_limit_after_the_minimum_reset_duration_everything_resets() {
+    let min_reset = Duration::from_millis(30);
+    let h = limited(0, 2, 0.0, min_reset);
+    h.observe(1.0);
+    h.observe(2.0);
+    h.observe(4.0); // too early to reset: halved
+    let c = counts(&h);
+    assert_eq!((c.schema, c.count), (-1, 3));
+    std::thread::sleep(min_reset + Duration::from_millis(5));
+    // The scheduled reset comes first at the next snapshot, back to the configured schema.
+    let c = counts(&h);
+    assert_eq!((c.schema, c.count, c.zero_count, c.sum), (0, 0, 0, 0.0));
+    assert!(c.positive.is_empty());
+    for v in [1.0, 2.0] {
+        h.observe(v);
+    }
+    std::thread::sleep(min_reset + Duration::from_millis(5));
+    h.observe(8.0); // past the limit and due: reset, dropping everything so far
+    let c = counts(&h);
+    assert_eq!((c.schema, c.count, c.sum), (0, 0, 0.0));
+    h.observe(3.0);
+    assert_eq!(counts(&h).count, 1);
+}
+
+#[test]
+fn concurrent_observes_and_snapshots_stay_consistent() {
+    let mut config = NativeConfig::with_schema(3);
+    config.max_buckets = 40;
+    let h = Arc::new(SparseHistogram::new(config));
+    let per_thread = 200_000u64;
+    let writers: Vec<_> = (0..3u64)
+        .map(|t| {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                for i in 0..per_thread {
+                    // Integers in [-100, 100]: sums stay exact, and many buckets force growth
+                    // and halving.
+                    let v = ((i * 7 + t * 13) % 201) as f64 - 100.0;
+                    h.observe(v);
+                }
+            })
+        })
+        .collect();
+    let mut last = 0;
+    for _ in 0..300 {
+        let c = counts(&h);
+        assert_eq!(c.bucket_total() + c.zero_count, c.count);
+        assert!(c.count >= last);
+        assert!(c.sum.fract() == 0.0 && c.sum.abs() <= c.count as f64 * 100.0);
+        assert!(c.bucket_number() <= 40 || c.schema == MIN_SCHEMA);
+        last = c.count;
+    }
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    let c = counts(&h);
+    assert_eq!(c.count, 3 * per_thread);
+    assert_eq!(c.bucket_total() + c.zero_count, c.count);
+    let want_sum: f64 = (0..3u64)
+        .flat_map(|t| (0..per_thread).map(move |i| ((i * 7 + t * 13) % 201) as f64 - 100.0))
+        .sum();
+    assert_eq!(c.sum, want_sum);
+    // Each value's share is exact too: recount by the final schema.
+    let mut want = std::collections::BTreeMap::new();
+    let mut zeros = 0;
+    for t in 0..3u64 {
+        for i in 0..per_thread {
+            let v = ((i * 7 + t * 13) % 201) as f64 - 100.0;
+            if v == 0.0 {
+                zeros += 1;
+            } else if v > 0.0 {
+                *want.entry(bucket_index(v, c.schema)).or_insert(0u64) += 1;
+            }
+        }
+    }
+    assert_eq!(c.zero_count, zeros);
+    assert_eq!(c.positive, want.into_iter().collect::<Vec<_>>());
+}
