@@ -14,5 +14,6 @@ pub mod negotiate;
 pub mod observations;
 pub mod openmetrics;
 pub mod parse;
+pub mod protobuf;
 pub mod quantiles;
 pub mod text;
