@@ -138,6 +138,9 @@ impl Sample<'_> {
     }
 }
 
+/// Receives a child's labels and its native buckets.
+pub type NativeHistogramVisitor<'a> = dyn FnMut(&[(&str, &str)], &NativeHistogramSnapshot) + 'a;
+
 /// A metric family the writers can render.
 pub trait FamilySource {
     fn name(&self) -> &str;
@@ -148,11 +151,7 @@ pub trait FamilySource {
     fn visit_samples(&self, visit: &mut dyn FnMut(&Sample<'_>));
     /// Calls `visit` once per child that has native buckets, with the child's labels (sorted by
     /// name, as in its samples). Only the protobuf writer reads them.
-    fn visit_native_histograms(
-        &self,
-        _visit: &mut dyn FnMut(&[(&str, &str)], &NativeHistogramSnapshot),
-    ) {
-    }
+    fn visit_native_histograms(&self, _visit: &mut NativeHistogramVisitor<'_>) {}
 }
 
 /// The name escaping schemes of `openmetrics.exposition` (`escaping=` parameter).

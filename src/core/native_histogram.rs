@@ -102,7 +102,7 @@ struct SparseBuckets {
     /// Never null; replaced only under `retired`'s lock.
     current: AtomicPtr<Window>,
     /// Replaced windows, kept until the half is read (writers may still be adding to them).
-    retired: Mutex<Vec<Box<Window>>>,
+    retired: Mutex<Vec<Window>>,
 }
 
 impl SparseBuckets {
@@ -139,7 +139,7 @@ impl SparseBuckets {
         grown.slot(index).unwrap().fetch_add(n, Ordering::Relaxed);
         let old = self.current.swap(Box::into_raw(grown), Ordering::AcqRel);
         // SAFETY: `old` came from `Box::into_raw` and is no longer reachable from `current`.
-        retired.push(unsafe { Box::from_raw(old) });
+        retired.push(*unsafe { Box::from_raw(old) });
         true
     }
 

@@ -1,5 +1,7 @@
 use super::*;
-use crate::core::model::{BucketSpan as ModelSpan, OwnedFamily, OwnedSample, SampleTimestamp};
+use crate::core::model::{
+    BucketSpan as ModelSpan, NativeHistogramVisitor, OwnedFamily, OwnedSample, SampleTimestamp,
+};
 use crate::core::native_histogram::{NativeConfig, SparseHistogram};
 
 fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> OwnedSample {
@@ -317,10 +319,7 @@ impl FamilySource for WithNative {
     fn visit_samples(&self, visit: &mut dyn FnMut(&Sample<'_>)) {
         self.classic.visit_samples(visit)
     }
-    fn visit_native_histograms(
-        &self,
-        visit: &mut dyn FnMut(&[(&str, &str)], &NativeHistogramSnapshot),
-    ) {
+    fn visit_native_histograms(&self, visit: &mut NativeHistogramVisitor<'_>) {
         for (labels, snapshot) in &self.native {
             let pairs: Vec<(&str, &str)> = labels
                 .iter()
