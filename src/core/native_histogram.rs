@@ -23,6 +23,7 @@ use super::cell::add_f64;
 use super::model::NativeHistogramSnapshot;
 pub use buckets::{merge, BucketCounts};
 pub use index::{bucket_index, schema_for_factor, DEFAULT_ZERO_THRESHOLD, MAX_SCHEMA, MIN_SCHEMA};
+use index::{bucket_index_in, IndexTables};
 
 const HOT_BIT: u64 = 1 << 63;
 /// Slots of the first window (grown windows at least double).
@@ -204,14 +205,14 @@ impl Half {
 
     /// Counts `v` in its bucket (NaN in none); true if that opened a bucket.
     #[inline]
-    fn record(&self, v: f64) -> bool {
+    fn record(&self, tables: &IndexTables, v: f64) -> bool {
         let threshold = f64::from_bits(self.zero_threshold.load(Ordering::Relaxed));
         let opened = if v > threshold {
             let schema = self.schema.load(Ordering::Relaxed);
-            self.positive.add(bucket_index(v, schema), 1)
+            self.positive.add(bucket_index_in(tables, v, schema), 1)
         } else if v < -threshold {
             let schema = self.schema.load(Ordering::Relaxed);
-            self.negative.add(bucket_index(-v, schema), 1)
+            self.negative.add(bucket_index_in(tables, -v, schema), 1)
         } else {
             if !v.is_nan() {
                 self.zero_count.fetch_add(1, Ordering::Relaxed);
@@ -273,6 +274,7 @@ pub struct SparseHistogram {
     /// Bit 63: the hot half; low bits: observations started.
     started_and_hot: AtomicU64,
     halves: [Half; 2],
+    tables: &'static IndexTables,
     config: NativeConfig,
     state: Mutex<State>,
 }
@@ -286,6 +288,7 @@ impl SparseHistogram {
         SparseHistogram {
             started_and_hot: AtomicU64::new(0),
             halves: [half(), half()],
+            tables: IndexTables::get(),
             config,
             state: Mutex::new(State {
                 discarded: 0,
@@ -303,7 +306,7 @@ impl SparseHistogram {
     pub fn observe(&self, v: f64) {
         let n = self.started_and_hot.fetch_add(1, Ordering::Acquire);
         let half = &self.halves[(n >> 63) as usize];
-        let opened = half.record(v);
+        let opened = half.record(self.tables, v);
         add_f64(&half.sum, v);
         // Last: marks this observation complete for a snapshot waiting on the half.
         half.completed.fetch_add(1, Ordering::Release);

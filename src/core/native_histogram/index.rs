@@ -22,70 +22,103 @@ pub fn schema_for_factor(factor: f64) -> Option<i32> {
     Some(schema.clamp(MIN_SCHEMA as f64, MAX_SCHEMA as f64) as i32)
 }
 
-/// Per positive schema: the octave's bounds and, per mantissa segment, the first bound in it.
-struct OctaveTable {
+/// Slots per schema row: room for the 2^8 + 1 bounds and the 2^9 mantissa segments, so an
+/// index masked with `ROW - 1` needs no bounds check.
+const ROW: usize = 512;
+
+/// For each positive schema `s` (row `s - 1`): the octave's bounds and, per mantissa segment,
+/// the first bound in it.
+pub struct IndexTables {
     /// `2^(j/2^s)` for `j` in `0..=2^s` (the last is 2): bucket bounds for mantissas in [1, 2).
-    bounds: Box<[f64]>,
+    bounds: Box<[[f64; ROW]]>,
     /// For each of the `2^(s+1)` equal segments of [1, 2): the smallest `j` with
     /// `bounds[j] >= segment start`. Bounds are further apart than a segment is wide, so a
     /// mantissa is at most one bound past it.
-    first_bound: Box<[u16]>,
+    first_bound: Box<[[u16; ROW]]>,
 }
 
-impl OctaveTable {
-    fn new(schema: i32) -> OctaveTable {
-        let per_octave = 1usize << schema;
-        let bounds: Box<[f64]> = (0..=per_octave)
-            .map(|j| (j as f64 / per_octave as f64).exp2())
-            .collect();
-        let segments = 2 * per_octave;
-        let first_bound = (0..segments)
-            .map(|seg| {
+impl IndexTables {
+    /// The tables, built on first use.
+    pub fn get() -> &'static IndexTables {
+        static TABLES: OnceLock<IndexTables> = OnceLock::new();
+        TABLES.get_or_init(IndexTables::build)
+    }
+
+    fn build() -> IndexTables {
+        let rows = MAX_SCHEMA as usize;
+        let mut bounds = vec![[f64::INFINITY; ROW]; rows].into_boxed_slice();
+        let mut first_bound = vec![[0u16; ROW]; rows].into_boxed_slice();
+        for schema in 1..=MAX_SCHEMA {
+            let row = (schema - 1) as usize;
+            let per_octave = 1usize << schema;
+            for j in 0..=per_octave {
+                bounds[row][j] = (j as f64 / per_octave as f64).exp2();
+            }
+            let segments = 2 * per_octave;
+            for seg in 0..segments {
                 let start = 1.0 + seg as f64 / segments as f64;
-                bounds.iter().position(|b| *b >= start).unwrap() as u16
-            })
-            .collect();
-        OctaveTable {
+                let first = bounds[row].iter().position(|b| *b >= start).unwrap();
+                first_bound[row][seg] = first as u16;
+            }
+        }
+        IndexTables {
             bounds,
             first_bound,
         }
     }
-}
 
-fn octave_table(schema: i32) -> &'static OctaveTable {
-    static TABLES: OnceLock<Vec<OctaveTable>> = OnceLock::new();
-    let tables = TABLES.get_or_init(|| (1..=MAX_SCHEMA).map(OctaveTable::new).collect());
-    &tables[(schema - 1) as usize]
+    fn bound(&self, schema: i32, j: usize) -> f64 {
+        self.bounds[(schema - 1) as usize][j]
+    }
 }
 
 const MANTISSA_BITS: u32 = 52;
 const MANTISSA_MASK: u64 = (1 << MANTISSA_BITS) - 1;
-
-/// `v = (1 + mantissa / 2^52) * 2^exponent` for a finite `v > 0` (subnormals normalised).
-#[inline]
-fn split(v: f64) -> (u64, i32) {
-    let bits = v.to_bits();
-    let biased = (bits >> MANTISSA_BITS) as i32;
-    if biased == 0 {
-        let (mantissa, exponent) = split(v * 2f64.powi(64));
-        return (mantissa, exponent - 64);
-    }
-    (bits & MANTISSA_MASK, biased - 1023)
-}
+const EXPONENT_MAX: u64 = 0x7ff;
 
 /// The bucket index of `v > 0` (`+Inf` goes one past the bucket of `f64::MAX`, as Go does).
 #[inline]
 pub fn bucket_index(v: f64, schema: i32) -> i32 {
+    bucket_index_in(IndexTables::get(), v, schema)
+}
+
+/// [`bucket_index`] with the tables at hand (the observe path keeps them).
+#[inline]
+pub fn bucket_index_in(tables: &IndexTables, v: f64, schema: i32) -> i32 {
+    let bits = v.to_bits();
+    let biased = bits >> MANTISSA_BITS;
+    if biased == 0 || biased == EXPONENT_MAX {
+        return unusual_bucket_index(v, schema);
+    }
+    index_of(tables, bits & MANTISSA_MASK, biased as i32 - 1023, schema)
+}
+
+/// Subnormals (normalised first) and `+Inf`.
+#[cold]
+#[inline(never)]
+fn unusual_bucket_index(v: f64, schema: i32) -> i32 {
     if v == f64::INFINITY {
         return bucket_index(f64::MAX, schema) + 1;
     }
-    let (mantissa, exponent) = split(v);
+    let bits = (v * 2f64.powi(64)).to_bits();
+    let biased = (bits >> MANTISSA_BITS) as i32;
+    index_of(
+        IndexTables::get(),
+        bits & MANTISSA_MASK,
+        biased - 1023 - 64,
+        schema,
+    )
+}
+
+/// The index of `(1 + mantissa / 2^52) * 2^exponent`.
+#[inline]
+fn index_of(tables: &IndexTables, mantissa: u64, exponent: i32, schema: i32) -> i32 {
     if schema > 0 {
-        let table = octave_table(schema);
+        let row = (schema - 1) as usize & (MAX_SCHEMA as usize - 1);
         let segment = (mantissa >> (MANTISSA_BITS - 1 - schema as u32)) as usize;
-        let mut j = table.first_bound[segment] as usize;
+        let mut j = tables.first_bound[row][segment & (ROW - 1)] as usize;
         let m = f64::from_bits(mantissa | (1023u64 << MANTISSA_BITS));
-        if m > table.bounds[j] {
+        if m > tables.bounds[row][j & (ROW - 1)] {
             j += 1;
         }
         j as i32 + (exponent << schema)
@@ -102,7 +135,7 @@ pub fn upper_bound(index: i32, schema: i32) -> f64 {
     if schema > 0 {
         let per_octave = 1i32 << schema;
         let (octave, j) = (index.div_euclid(per_octave), index.rem_euclid(per_octave));
-        scale_by_power_of_two(octave_table(schema).bounds[j as usize], octave)
+        scale_by_power_of_two(IndexTables::get().bound(schema, j as usize), octave)
     } else {
         scale_by_power_of_two(1.0, index.saturating_mul(1 << -schema))
     }

@@ -249,3 +249,94 @@ fn concurrent_observes_and_snapshots_stay_consistent() {
     assert_eq!(c.zero_count, zeros);
     assert_eq!(c.positive, want.into_iter().collect::<Vec<_>>());
 }
+
+mod speed {
+    use super::*;
+    use crate::core::hotcold::HotCold;
+    use std::hint::black_box;
+
+    /// Log-uniform latencies from 100 µs to 10 s, the same for both storages.
+    fn latencies(n: usize) -> Vec<f64> {
+        let mut x: u64 = 1;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                1e-4 * 1e5f64.powf(u)
+            })
+            .collect()
+    }
+
+    /// Observations per run: `NH_SPEED_N` (default 5,000,000), so instruction counts can be
+    /// taken as a difference between two runs under callgrind.
+    fn observations() -> usize {
+        std::env::var("NH_SPEED_N")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(5_000_000)
+    }
+
+    fn time_per_observe(values: &[f64], observe: impl Fn(f64)) -> f64 {
+        let start = std::time::Instant::now();
+        for v in values {
+            observe(black_box(*v));
+        }
+        start.elapsed().as_nanos() as f64 / values.len() as f64
+    }
+
+    /// `cargo test --release --lib native_histogram::tests::speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn observe_cost_native() {
+        let values = latencies(observations());
+        let native = SparseHistogram::new(NativeConfig::from_factor(1.1).unwrap());
+        let per = time_per_observe(&values, |v| native.observe(v));
+        let c = counts(&native);
+        assert_eq!(c.count as usize, values.len());
+        eprintln!(
+            "native (schema {}, {} buckets): {per:.2} ns per observe",
+            c.schema,
+            c.bucket_number()
+        );
+    }
+
+    /// The loop without observing (to subtract from instruction counts).
+    #[test]
+    #[ignore]
+    fn observe_cost_baseline() {
+        let values = latencies(observations());
+        let per = time_per_observe(&values, |v| {
+            black_box(v);
+        });
+        eprintln!("baseline loop: {per:.2} ns per value");
+    }
+
+    #[test]
+    #[ignore]
+    fn observe_cost_classic() {
+        let values = latencies(observations());
+        let bounds = [
+            0.005,
+            0.01,
+            0.025,
+            0.05,
+            0.075,
+            0.1,
+            0.25,
+            0.5,
+            0.75,
+            1.0,
+            2.5,
+            5.0,
+            7.5,
+            10.0,
+            f64::INFINITY,
+        ];
+        let classic = HotCold::new(&bounds);
+        let per = time_per_observe(&values, |v| classic.observe(v));
+        assert_eq!(classic.snapshot().observations as usize, values.len());
+        eprintln!("classic (15 buckets): {per:.2} ns per observe");
+    }
+}
