@@ -460,3 +460,195 @@ fn timestamps_split_into_seconds_and_nanos() {
     assert_eq!(parse_bound("+Inf"), Some(f64::INFINITY));
     assert_eq!(parse_bound("0.25"), Some(0.25));
 }
+
+/// The bytes as a real consumer reads them: Debian's Prometheus 2.42 (with native histograms
+/// on) scrapes a loopback server serving this writer's output, then answers PromQL about it.
+/// `cargo test --lib protobuf::tests::prometheus -- --ignored --nocapture`; skipped when
+/// `prometheus` is not installed. Bounded: gives up after 40 s and kills its Prometheus.
+mod prometheus {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    struct Killed(Child);
+
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn exposition() -> Vec<u8> {
+        use crate::core::model::MetricType as T;
+        let sparse = SparseHistogram::new(NativeConfig::from_factor(1.1).unwrap());
+        // 1000 values uniform in (0, 1], one zero and one negative.
+        for i in 1..=1000 {
+            sparse.observe(i as f64 / 1000.0);
+        }
+        sparse.observe(0.0);
+        sparse.observe(-3.0);
+        let native = WithNative {
+            classic: family("nh_test_seconds", T::Histogram, vec![]),
+            native: vec![(vec![("job_part".into(), "a".into())], sparse.snapshot())],
+        };
+        let counter = family(
+            "reqs",
+            T::Counter,
+            vec![
+                sample("reqs_total", &[("code", "200")], 42.0),
+                sample("reqs_created", &[("code", "200")], 1.7e9),
+            ],
+        );
+        let classic = family(
+            "classic_seconds",
+            T::Histogram,
+            vec![
+                sample("classic_seconds_bucket", &[("le", "1.0")], 3.0),
+                sample("classic_seconds_bucket", &[("le", "+Inf")], 5.0),
+                sample("classic_seconds_count", &[], 5.0),
+                sample("classic_seconds_sum", &[], 7.5),
+            ],
+        );
+        let mut out = Vec::new();
+        write_protobuf(
+            &mut out,
+            &[&native, &counter, &classic],
+            Escaping::Underscores,
+        );
+        out
+    }
+
+    fn serve(listener: TcpListener, body: Vec<u8>, stop: Arc<AtomicBool>) {
+        listener.set_nonblocking(true).unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((mut conn, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            conn.set_nonblocking(false).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&body);
+        }
+    }
+
+    /// The first sample value of an instant query, if any.
+    fn query(port: u16, promql: &str) -> Option<f64> {
+        let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let request = format!(
+            "GET /api/v1/query?query={encoded} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        );
+        conn.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        conn.read_to_string(&mut response).ok()?;
+        let value = response.split("\"value\":[").nth(1)?;
+        let text = value.split('"').nth(1)?;
+        text.parse().ok()
+    }
+
+    #[test]
+    #[ignore]
+    fn prometheus_2_42_reads_the_exposition() {
+        if Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("prometheus not installed; skipped");
+            return;
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = {
+            let stop = stop.clone();
+            let body = exposition();
+            std::thread::spawn(move || serve(listener, body, stop))
+        };
+        let dir = std::env::temp_dir().join(format!("fastprom-nh-{}-{target}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: nh\n    \
+                 static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+            ),
+        )
+        .unwrap();
+        let web = free_port();
+        let prometheus = Killed(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{web}"))
+                .arg("--enable-feature=native-histograms")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let mut count = None;
+        while Instant::now() < deadline && count.is_none() {
+            std::thread::sleep(Duration::from_millis(500));
+            count = query(web, "histogram_count(nh_test_seconds)");
+        }
+        let answers = [
+            count,
+            query(web, "histogram_sum(nh_test_seconds)"),
+            query(web, "histogram_quantile(0.5, nh_test_seconds)"),
+            query(web, "reqs_total"),
+            query(web, "classic_seconds_count"),
+            query(web, "classic_seconds_bucket{le=\"1.0\"}"),
+        ];
+        drop(prometheus);
+        stop.store(true, Ordering::Relaxed);
+        server.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!("answers: {answers:?}");
+        assert_eq!(answers[0], Some(1002.0));
+        assert!((answers[1].unwrap() - 497.5).abs() < 1e-9);
+        let median = answers[2].unwrap();
+        assert!((median - 0.5).abs() < 0.05, "median {median}");
+        assert_eq!(answers[3], Some(42.0));
+        assert_eq!(answers[4], Some(5.0));
+        assert_eq!(answers[5], Some(3.0));
+    }
+}
