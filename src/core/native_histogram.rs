@@ -13,6 +13,7 @@
 //! for when `min_reset_duration` is due and happens at the first snapshot after that.
 
 pub mod buckets;
+pub mod exemplars;
 pub mod index;
 
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use super::cell::add_f64;
 use super::model::NativeHistogramSnapshot;
 pub use buckets::{merge, BucketCounts};
+use exemplars::{Reservoir, DEFAULT_EXEMPLAR_TTL, DEFAULT_MAX_EXEMPLARS};
 pub use index::{bucket_index, schema_for_factor, DEFAULT_ZERO_THRESHOLD, MAX_SCHEMA, MIN_SCHEMA};
 use index::{bucket_index_in, IndexTables};
 
@@ -41,6 +43,9 @@ pub struct NativeConfig {
     /// Zero: never reset.
     pub min_reset_duration: Duration,
     pub max_zero_threshold: f64,
+    /// Exemplars kept (0: none).
+    pub max_exemplars: usize,
+    pub exemplar_ttl: Duration,
 }
 
 impl NativeConfig {
@@ -56,6 +61,8 @@ impl NativeConfig {
             max_buckets: 0,
             min_reset_duration: Duration::ZERO,
             max_zero_threshold: 0.0,
+            max_exemplars: DEFAULT_MAX_EXEMPLARS,
+            exemplar_ttl: DEFAULT_EXEMPLAR_TTL,
         }
     }
 }
@@ -277,6 +284,7 @@ pub struct SparseHistogram {
     tables: &'static IndexTables,
     config: NativeConfig,
     state: Mutex<State>,
+    exemplars: Mutex<Reservoir>,
 }
 
 impl SparseHistogram {
@@ -295,6 +303,7 @@ impl SparseHistogram {
                 last_reset: Instant::now(),
                 reset_scheduled: false,
             }),
+            exemplars: Mutex::new(Reservoir::new(config.max_exemplars, config.exemplar_ttl)),
         }
     }
 
@@ -318,6 +327,14 @@ impl SparseHistogram {
         }
     }
 
+    /// Observes `v` and offers it as an exemplar with `labels`, observed at `now` (seconds
+    /// since the epoch).
+    pub fn observe_with_exemplar(&self, v: f64, labels: Vec<(String, String)>, now: f64) {
+        self.observe(v);
+        let mut reservoir = self.exemplars.lock().unwrap_or_else(|e| e.into_inner());
+        reservoir.add(v, labels, now);
+    }
+
     /// A consistent read: `count` equals the zero count plus every bucket plus the NaNs.
     pub fn snapshot(&self) -> NativeHistogramSnapshot {
         self.snapshot_at(Instant::now())
@@ -331,7 +348,10 @@ impl SparseHistogram {
         }
         let (cold, counts) = self.flip_and_take(&state);
         self.halves[cold ^ 1].add_counts(&counts);
-        counts.to_snapshot()
+        let mut snapshot = counts.to_snapshot();
+        let reservoir = self.exemplars.lock().unwrap_or_else(|e| e.into_inner());
+        snapshot.exemplars = reservoir.exemplars();
+        snapshot
     }
 
     /// Flips the hot half, waits for the observations in flight on the old one, and reads and

@@ -98,6 +98,23 @@ fn windows_grow_both_ways_without_losing_counts() {
 }
 
 #[test]
+fn exemplars_come_with_the_snapshot() {
+    let h = histogram(3);
+    h.observe_with_exemplar(0.25, vec![("trace_id".into(), "x".into())], 1700000000.5);
+    h.observe(3.0);
+    let s = h.snapshot();
+    assert_eq!(s.count, 2);
+    assert_eq!(s.exemplars.len(), 1);
+    assert_eq!(s.exemplars[0].value, 0.25);
+    assert_eq!(s.exemplars[0].timestamp.as_deref(), Some("1700000000.5"));
+    let mut config = NativeConfig::with_schema(3);
+    config.max_exemplars = 0;
+    let off = SparseHistogram::new(config);
+    off.observe_with_exemplar(1.0, vec![], 1.0);
+    assert!(off.snapshot().exemplars.is_empty());
+}
+
+#[test]
 fn empty_histogram_snapshot() {
     let s = histogram(3).snapshot();
     assert_eq!((s.count, s.zero_count, s.sum), (0, 0, 0.0));
