@@ -16,6 +16,7 @@ pub mod buckets;
 pub mod exemplars;
 pub mod index;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -30,6 +31,9 @@ use index::{bucket_index_in, IndexTables};
 const HOT_BIT: u64 = 1 << 63;
 /// Slots of the first window (grown windows at least double).
 const FIRST_WINDOW: usize = 16;
+/// The largest window (32 KiB): far-out buckets beyond it go to a locked map, so a few
+/// extreme values cannot make a window span the whole float range.
+const MAX_WINDOW: usize = 4096;
 
 /// The settings of a native histogram (client_golang's knobs).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -89,35 +93,49 @@ impl Window {
     }
 
     /// A window at least twice as large covering this one and `index`, its spare room on
-    /// the side of `index`.
-    fn grown_to(&self, index: i32) -> Window {
-        let len = self.counts.len() as i32;
+    /// the side of `index`; `None` past `MAX_WINDOW`.
+    fn grown_to(&self, index: i32) -> Option<Window> {
+        let len = self.counts.len() as i64;
         if len == 0 {
-            return Window::new(index - FIRST_WINDOW as i32 / 2, FIRST_WINDOW);
+            return Some(Window::new(index - FIRST_WINDOW as i32 / 2, FIRST_WINDOW));
         }
-        let (low, high) = (self.first.min(index), (self.first + len).max(index + 1));
+        let first = self.first as i64;
+        let (low, high) = (first.min(index as i64), (first + len).max(index as i64 + 1));
         let new_len = (2 * len).max(high - low + len / 2);
-        if index < self.first {
-            Window::new(high - new_len, new_len as usize)
-        } else {
-            Window::new(low, new_len as usize)
+        if high - low > MAX_WINDOW as i64 {
+            return None;
         }
+        let new_len = new_len.min(MAX_WINDOW as i64);
+        let start = if (index as i64) < first {
+            high - new_len
+        } else {
+            low
+        };
+        Some(Window::new(start as i32, new_len as usize))
     }
 }
 
 /// The buckets of one sign in one half.
 struct SparseBuckets {
-    /// Never null; replaced only under `retired`'s lock.
+    /// Never null; replaced only under `outside`'s lock.
     current: AtomicPtr<Window>,
+    outside: Mutex<OutsideWindow>,
+}
+
+/// What the current window does not hold.
+#[derive(Default)]
+struct OutsideWindow {
     /// Replaced windows, kept until the half is read (writers may still be adding to them).
-    retired: Mutex<Vec<Window>>,
+    retired: Vec<Window>,
+    /// Buckets too far from the window to grow it.
+    far: BTreeMap<i32, u64>,
 }
 
 impl SparseBuckets {
     fn new() -> SparseBuckets {
         SparseBuckets {
             current: AtomicPtr::new(Box::into_raw(Box::new(Window::new(0, 0)))),
-            retired: Mutex::new(Vec::new()),
+            outside: Mutex::new(OutsideWindow::default()),
         }
     }
 
@@ -138,22 +156,29 @@ impl SparseBuckets {
 
     #[cold]
     fn add_growing(&self, index: i32, n: u64) -> bool {
-        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outside = self.outside.lock().unwrap_or_else(|e| e.into_inner());
         let window = self.current();
         if let Some(slot) = window.slot(index) {
             return slot.fetch_add(n, Ordering::Relaxed) == 0;
         }
-        let grown = Box::new(window.grown_to(index));
-        grown.slot(index).unwrap().fetch_add(n, Ordering::Relaxed);
+        let Some(grown) = window.grown_to(index) else {
+            let count = outside.far.entry(index).or_insert(0);
+            *count += n;
+            return *count == n;
+        };
+        let grown = Box::new(grown);
+        if let Some(slot) = grown.slot(index) {
+            slot.fetch_add(n, Ordering::Relaxed);
+        }
         let old = self.current.swap(Box::into_raw(grown), Ordering::AcqRel);
         // SAFETY: `old` came from `Box::into_raw` and is no longer reachable from `current`.
-        retired.push(*unsafe { Box::from_raw(old) });
+        outside.retired.push(*unsafe { Box::from_raw(old) });
         true
     }
 
     /// Reads and empties the buckets. The caller guarantees no concurrent `add`.
     fn take(&self) -> Vec<(i32, u64)> {
-        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outside = self.outside.lock().unwrap_or_else(|e| e.into_inner());
         let window = self.current();
         let mut counts: Vec<u64> = window
             .counts
@@ -161,16 +186,18 @@ impl SparseBuckets {
             .map(|c| c.swap(0, Ordering::Relaxed))
             .collect();
         // Every window covers those it replaced.
-        for old in retired.drain(..) {
+        for old in outside.retired.drain(..) {
             let offset = (old.first - window.first) as usize;
             for (k, c) in old.counts.iter().enumerate() {
                 counts[offset + k] += c.load(Ordering::Relaxed);
             }
         }
-        (window.first..)
-            .zip(counts)
-            .filter(|(_, c)| *c > 0)
-            .collect()
+        let far = std::mem::take(&mut outside.far);
+        let inside = (window.first..).zip(counts).filter(|(_, c)| *c > 0);
+        // Far buckets lie below or above the window: sorting merges them in place.
+        let mut buckets: Vec<(i32, u64)> = inside.chain(far).collect();
+        buckets.sort_unstable_by_key(|b| b.0);
+        buckets
     }
 }
 

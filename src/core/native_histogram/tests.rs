@@ -115,6 +115,51 @@ fn exemplars_come_with_the_snapshot() {
 }
 
 #[test]
+fn far_apart_values_do_not_grow_a_window_over_the_whole_range() {
+    let mut config = NativeConfig::with_schema(8);
+    config.zero_threshold = 0.0;
+    let h = SparseHistogram::new(config);
+    let values = [
+        1.0,
+        1e-300,
+        1e300,
+        2.0,
+        1e-300,
+        f64::from_bits(1),
+        f64::MAX,
+        1e300,
+    ];
+    for v in values {
+        h.observe(v);
+    }
+    for half in &h.halves {
+        let len = half.positive.current().counts.len();
+        assert!(len <= MAX_WINDOW, "window of {len} slots");
+    }
+    let mut want: Vec<(i32, u64)> = Vec::new();
+    for v in values {
+        let i = bucket_index(v, 8);
+        match want.iter_mut().find(|b| b.0 == i) {
+            Some(b) => b.1 += 1,
+            None => want.push((i, 1)),
+        }
+    }
+    want.sort();
+    assert_eq!(counts(&h).positive, want);
+    h.observe(1e-300);
+    let c = counts(&h);
+    assert_eq!(c.count, 9);
+    assert_eq!(
+        c.positive
+            .iter()
+            .find(|b| b.0 == bucket_index(1e-300, 8))
+            .unwrap()
+            .1,
+        3
+    );
+}
+
+#[test]
 fn empty_histogram_snapshot() {
     let s = histogram(3).snapshot();
     assert_eq!((s.count, s.zero_count, s.sum), (0, 0, 0.0));
