@@ -443,8 +443,6 @@ impl SparseHistogram {
         }
         if !self.widen_zero_bucket(&mut counts) && counts.schema > MIN_SCHEMA {
             counts.reduce_schema(counts.schema - 1);
-            // Keep the threshold on a bucket boundary of the coarser schema.
-            counts.widen_zero_bucket(counts.zero_threshold);
         }
         self.halves[cold].set_settings(counts.schema, counts.zero_threshold);
         // The observations made meanwhile went to the other half in the old settings.

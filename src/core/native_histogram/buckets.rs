@@ -113,30 +113,32 @@ impl BucketCounts {
         self.schema = schema;
     }
 
-    /// Widens the zero bucket to at least `threshold`: buckets reaching into it move in, and
-    /// the threshold grows to the upper bound of the widest bucket that straddled it.
+    /// Widens the zero bucket to at least `threshold` (no-op unless that is wider): the
+    /// buckets reaching below it move in, and if one of them reaches above it, the threshold
+    /// grows to that bucket's upper bound. (A bucket straddling an unchanged threshold is
+    /// fine: it only holds values above the threshold.)
     pub fn widen_zero_bucket(&mut self, threshold: f64) {
-        let mut threshold = threshold.max(self.zero_threshold);
+        if threshold <= self.zero_threshold {
+            return;
+        }
+        let schema = self.schema;
+        let reaches_below = |t: f64| move |b: &&(i32, u64)| lower_bound(b.0, schema) < t;
+        let mut threshold = threshold;
         loop {
-            let straddles = |b: &&(i32, u64)| lower_bound(b.0, self.schema) < threshold;
             let widest = self
                 .positive
                 .iter()
                 .chain(&self.negative)
-                .filter(straddles)
-                .map(|b| upper_bound(b.0, self.schema))
+                .filter(reaches_below(threshold))
+                .map(|b| upper_bound(b.0, schema))
                 .fold(threshold, f64::max);
             if widest == threshold {
                 break;
             }
             threshold = widest;
         }
-        let schema = self.schema;
         for side in [&mut self.positive, &mut self.negative] {
-            let inside = side
-                .iter()
-                .take_while(|b| lower_bound(b.0, schema) < threshold)
-                .count();
+            let inside = side.iter().take_while(reaches_below(threshold)).count();
             self.zero_count += side.drain(..inside).map(|b| b.1).sum::<u64>();
         }
         self.zero_threshold = threshold;
@@ -191,8 +193,9 @@ pub fn merge(a: &NativeHistogramSnapshot, b: &NativeHistogramSnapshot) -> Native
     let schema = x.schema.min(y.schema);
     x.reduce_schema(schema);
     y.reduce_schema(schema);
-    // Widening one side may widen past the other's threshold; two rounds settle it.
-    for _ in 0..2 {
+    // Widening one may take it past the other's threshold: repeat until they agree (each
+    // round only grows them, up to bucket bounds).
+    while x.zero_threshold != y.zero_threshold {
         let threshold = x.zero_threshold.max(y.zero_threshold);
         x.widen_zero_bucket(threshold);
         y.widen_zero_bucket(threshold);

@@ -402,3 +402,43 @@ mod speed {
         eprintln!("classic (15 buckets): {per:.2} ns per observe");
     }
 }
+
+#[test]
+fn merging_snapshots_equals_observing_everything_at_the_lower_schema() {
+    let mut x: u64 = 7;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Signed values over twelve orders of magnitude, some in the zero bucket.
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+        let sign = if x & 1 == 0 { 1.0 } else { -1.0 };
+        sign * 1e-6 * 1e12f64.powf(u)
+    };
+    for (schema_a, schema_b) in [(3, 1), (8, -4), (0, 0), (-2, 5)] {
+        let config = |schema| {
+            let mut c = NativeConfig::with_schema(schema);
+            c.zero_threshold = 1e-5;
+            c
+        };
+        let (a, b) = (
+            SparseHistogram::new(config(schema_a)),
+            SparseHistogram::new(config(schema_b)),
+        );
+        let all = SparseHistogram::new(config(schema_a.min(schema_b)));
+        for i in 0..5000 {
+            let v = next();
+            if i % 3 == 0 { &a } else { &b }.observe(v);
+            all.observe(v);
+        }
+        let merged = BucketCounts::from_snapshot(&merge(&a.snapshot(), &b.snapshot()));
+        let want = counts(&all);
+        assert_eq!(merged.positive, want.positive, "{schema_a} {schema_b}");
+        assert_eq!(merged.negative, want.negative);
+        assert_eq!(
+            (merged.schema, merged.zero_count, merged.count),
+            (want.schema, want.zero_count, want.count)
+        );
+        assert!((merged.sum - want.sum).abs() <= 1e-9 * want.sum.abs().max(1.0));
+    }
+}
