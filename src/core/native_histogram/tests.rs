@@ -1,6 +1,7 @@
 use super::*;
 use crate::core::model::BucketSpan;
 use std::sync::Arc;
+use std::time::Instant;
 
 fn histogram(schema: i32) -> SparseHistogram {
     SparseHistogram::new(NativeConfig::with_schema(schema))
@@ -440,5 +441,77 @@ fn merging_snapshots_equals_observing_everything_at_the_lower_schema() {
             (want.schema, want.zero_count, want.count)
         );
         assert!((merged.sum - want.sum).abs() <= 1e-9 * want.sum.abs().max(1.0));
+    }
+}
+
+#[test]
+fn resets_under_concurrent_observes_keep_snapshots_consistent() {
+    let mut config = NativeConfig::with_schema(4);
+    config.max_buckets = 20;
+    config.max_zero_threshold = 0.5;
+    config.min_reset_duration = Duration::from_millis(2);
+    let h = Arc::new(SparseHistogram::new(config));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (h, stop) = (h.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    h.observe(((i % 97) as f64 - 48.0) / 4.0);
+                    i += 3;
+                }
+            })
+        })
+        .collect();
+    let mut resets = 0;
+    let mut last = 0;
+    // At least 0.4 s, longer (up to 10 s) on a loaded machine until a reset was seen.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(400)
+        || (resets == 0 && start.elapsed() < Duration::from_secs(10))
+    {
+        std::thread::sleep(Duration::from_micros(300));
+        let c = counts(&h);
+        assert_eq!(c.bucket_total() + c.zero_count, c.count);
+        assert!(c.sum.is_finite());
+        if c.count < last {
+            resets += 1;
+        }
+        last = c.count;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    let c = counts(&h);
+    assert_eq!(c.bucket_total() + c.zero_count, c.count);
+    assert!(
+        resets > 0,
+        "the limit was hit after the minimum reset duration"
+    );
+}
+
+#[test]
+fn spans_round_trip_for_random_bucket_sets() {
+    use super::buckets::{from_spans, to_spans};
+    let mut x: u64 = 99;
+    for _ in 0..500 {
+        let mut buckets = Vec::new();
+        let mut index = -50i32;
+        for _ in 0..(x % 40) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            index += 1 + (x % 6) as i32;
+            buckets.push((index, 1 + x % 1000));
+        }
+        x = x.wrapping_add(1);
+        let (spans, deltas) = to_spans(&buckets);
+        assert_eq!(from_spans(&spans, &deltas), buckets);
+        let covered: u32 = spans.iter().map(|s| s.length).sum();
+        assert_eq!(covered as usize, deltas.len());
+        assert!(
+            spans.iter().skip(1).all(|s| s.offset > 2),
+            "gaps of <= 2 are filled"
+        );
     }
 }
