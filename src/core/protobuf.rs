@@ -105,6 +105,31 @@ fn timestamp(seconds: f64) -> pb::Timestamp {
     }
 }
 
+/// A timestamp printed in seconds (Python's `str()` of a float): plain decimals are split
+/// exactly, anything else (`1e-05`) goes through the float.
+fn timestamp_from_text(text: &str) -> Option<pb::Timestamp> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = whole.strip_prefix('-').unwrap_or(whole);
+    if unsigned.is_empty() || !digits(unsigned) || !digits(fraction) || fraction.len() > 9 {
+        return text
+            .parse::<f64>()
+            .ok()
+            .filter(|t| t.is_finite())
+            .map(timestamp);
+    }
+    let seconds: i64 = whole.parse().ok()?;
+    let nanos: i32 = format!("{fraction:0<9}").parse().ok()?;
+    if whole.starts_with('-') && nanos > 0 {
+        // -1.25 s is 2 s before the epoch plus 0.75 s.
+        return Some(pb::Timestamp {
+            seconds: seconds - 1,
+            nanos: 1_000_000_000 - nanos,
+        });
+    }
+    Some(pb::Timestamp { seconds, nanos })
+}
+
 fn exemplar(e: &Exemplar) -> pb::Exemplar {
     pb::Exemplar {
         label: e
@@ -113,11 +138,7 @@ fn exemplar(e: &Exemplar) -> pb::Exemplar {
             .map(|(k, v)| label_pair(k.clone(), v))
             .collect(),
         value: Some(e.value),
-        timestamp: e
-            .timestamp
-            .as_deref()
-            .and_then(|t| t.parse::<f64>().ok())
-            .map(timestamp),
+        timestamp: e.timestamp.as_deref().and_then(timestamp_from_text),
     }
 }
 
@@ -172,8 +193,15 @@ impl Metrics<'_> {
     }
 
     fn add_sample(&mut self, s: &Sample<'_>) {
-        // OpenMetrics 2.0 native-histogram samples arrive through `add_native` instead.
-        let (Some(value), None) = (s.value, s.native_histogram) else {
+        if let Some(native) = s.native_histogram {
+            // A Python `NativeHistogram` value, rendered as its OpenMetrics 2.0 text.
+            if let Some(mut snapshot) = snapshot_from_openmetrics(&native.body) {
+                snapshot.exemplars = native.exemplars.clone();
+                self.add_native(s.labels, &snapshot);
+            }
+            return;
+        }
+        let Some(value) = s.value else {
             return;
         };
         let family = self.family;
@@ -304,6 +332,59 @@ fn spans(spans: &[crate::core::model::BucketSpan]) -> Vec<pb::BucketSpan> {
         .map(|s| pb::BucketSpan {
             offset: Some(s.offset),
             length: Some(s.length),
+        })
+        .collect()
+}
+
+/// The native histogram of an OpenMetrics 2.0 value as the binding layer writes it:
+/// `{count:..,sum:..,schema:..,zero_threshold:..,zero_count:..[,negative_spans:[o:l,..],
+/// negative_deltas:[..]][,positive_spans:[..],positive_deltas:[..]]}`. `None` if malformed.
+pub fn snapshot_from_openmetrics(body: &str) -> Option<NativeHistogramSnapshot> {
+    let inner = body.strip_prefix('{')?.strip_suffix('}')?;
+    let mut snapshot = NativeHistogramSnapshot::default();
+    let mut rest = inner;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once(':')?;
+        let (value, next) = if let Some(list) = after.strip_prefix('[') {
+            let (list, next) = list.split_once(']')?;
+            (list, next)
+        } else {
+            after.split_once(',').map_or((after, ""), |(v, n)| (v, n))
+        };
+        rest = next.strip_prefix(',').unwrap_or(next);
+        let count = || value.parse::<f64>().ok().map(|c| c.max(0.0) as u64);
+        match key {
+            "count" => snapshot.count = count()?,
+            "sum" => snapshot.sum = value.parse().ok()?,
+            "schema" => snapshot.schema = value.parse().ok()?,
+            "zero_threshold" => snapshot.zero_threshold = value.parse().ok()?,
+            "zero_count" => snapshot.zero_count = count()?,
+            "positive_spans" => snapshot.positive_spans = parse_spans(value)?,
+            "negative_spans" => snapshot.negative_spans = parse_spans(value)?,
+            "positive_deltas" => snapshot.positive_deltas = parse_list(value)?,
+            "negative_deltas" => snapshot.negative_deltas = parse_list(value)?,
+            _ => {}
+        }
+    }
+    Some(snapshot)
+}
+
+fn parse_list<T: std::str::FromStr>(list: &str) -> Option<Vec<T>> {
+    list.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|x| x.trim().parse().ok())
+        .collect()
+}
+
+fn parse_spans(list: &str) -> Option<Vec<crate::core::model::BucketSpan>> {
+    list.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|span| {
+            let (offset, length) = span.split_once(':')?;
+            Some(crate::core::model::BucketSpan {
+                offset: offset.trim().parse().ok()?,
+                length: length.trim().parse().ok()?,
+            })
         })
         .collect()
 }

@@ -435,6 +435,46 @@ fn native_buckets_join_the_classic_metric_of_their_child() {
 }
 
 #[test]
+fn openmetrics_native_histogram_values_are_encoded_too() {
+    use crate::core::model::{MetricType as T, NativeHistogram};
+    let mut nh = sample("h", &[("a", "b")], 0.0);
+    nh.value = None;
+    nh.native_histogram = Some(NativeHistogram {
+        body: "{count:24,sum:100.0,schema:0,zero_threshold:0.001,zero_count:4,\
+               negative_spans:[0:2,1:2],negative_deltas:[2,1,-2,3],\
+               positive_spans:[0:2,1:2],positive_deltas:[2,1,-3,3]}"
+            .replace(' ', ""),
+        exemplars: vec![Exemplar {
+            labels: vec![("trace_id".into(), "KOO5S4vxi0o".into())],
+            value: 0.67,
+            timestamp: Some("1520879607.789".into()),
+        }],
+    });
+    let f = family("h", T::Histogram, vec![nh]);
+    let got = render(&[&f], Escaping::Underscores);
+    let h = got[0].metric[0].histogram.clone().unwrap();
+    assert_eq!(got[0].metric[0].label, vec![pair("a", "b")]);
+    assert_eq!((h.sample_count, h.sample_sum), (Some(24), Some(100.0)));
+    assert_eq!(
+        (h.schema, h.zero_threshold, h.zero_count),
+        (Some(0), Some(0.001), Some(4))
+    );
+    let span = |offset, length| pb::BucketSpan {
+        offset: Some(offset),
+        length: Some(length),
+    };
+    assert_eq!(h.negative_span, vec![span(0, 2), span(1, 2)]);
+    assert_eq!(h.negative_delta, vec![2, 1, -2, 3]);
+    assert_eq!(h.positive_delta, vec![2, 1, -3, 3]);
+    assert_eq!(h.exemplars[0].timestamp, ts(1520879607, 789_000_000));
+    let plain =
+        snapshot_from_openmetrics("{count:1,sum:2.0,schema:3,zero_threshold:0.0,zero_count:0}");
+    assert_eq!(plain.map(|s| (s.count, s.schema)), Some((1, 3)));
+    assert_eq!(snapshot_from_openmetrics("{count:x}"), None);
+    assert_eq!(snapshot_from_openmetrics("count:1"), None);
+}
+
+#[test]
 fn timestamps_split_into_seconds_and_nanos() {
     assert_eq!(
         timestamp(1.5),
@@ -457,6 +497,13 @@ fn timestamps_split_into_seconds_and_nanos() {
             nanos: 0
         }
     );
+    let text = |t| timestamp_from_text(t).map(|t| (t.seconds, t.nanos));
+    assert_eq!(text("1520879607.789"), Some((1520879607, 789_000_000)));
+    assert_eq!(text("12"), Some((12, 0)));
+    assert_eq!(text("-1.25"), Some((-2, 750_000_000)));
+    assert_eq!(text("1e-05"), Some((0, 10_000)));
+    assert_eq!(text("nan"), None);
+    assert_eq!(text(""), None);
     assert_eq!(parse_bound("+Inf"), Some(f64::INFINITY));
     assert_eq!(parse_bound("0.25"), Some(0.25));
 }
