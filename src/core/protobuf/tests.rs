@@ -546,18 +546,22 @@ mod prometheus {
             sparse.observe(i as f64 / 1000.0);
         }
         sparse.observe(0.0);
-        sparse.observe(-3.0);
+        sparse.observe_with_exemplar(-3.0, vec![("trace_id".into(), "n1".into())], 1.7e9);
         let native = WithNative {
             classic: family("nh_test_seconds", T::Histogram, vec![]),
             native: vec![(vec![("job_part".into(), "a".into())], sparse.snapshot())],
         };
+        // Exemplars and created timestamps must not upset the parser either.
+        let mut total = sample("reqs_total", &[("code", "200")], 42.0);
+        total.exemplar = Some(Exemplar {
+            labels: vec![("trace_id".into(), "c1".into())],
+            value: 1.0,
+            timestamp: Some("1700000000.5".into()),
+        });
         let counter = family(
             "reqs",
             T::Counter,
-            vec![
-                sample("reqs_total", &[("code", "200")], 42.0),
-                sample("reqs_created", &[("code", "200")], 1.7e9),
-            ],
+            vec![total, sample("reqs_created", &[("code", "200")], 1.7e9)],
         );
         let classic = family(
             "classic_seconds",
