@@ -515,3 +515,37 @@ fn spans_round_trip_for_random_bucket_sets() {
         );
     }
 }
+
+#[test]
+fn nans_under_concurrency_are_counted_and_never_bucketed() {
+    let h = Arc::new(histogram(2));
+    let threads = 3;
+    let pairs = 50_000;
+    let writers: Vec<_> = (0..threads)
+        .map(|_| {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                for _ in 0..pairs {
+                    h.observe(f64::NAN);
+                    h.observe(1.0);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..200 {
+        let c = counts(&h);
+        let ones = c.positive.first().map_or(0, |b| b.1);
+        let nans = c.count - c.bucket_total() - c.zero_count;
+        // Each writer has observed as many NaNs as ones, or one more.
+        assert!(
+            nans >= ones && nans <= ones + threads,
+            "{nans} NaNs, {ones} ones"
+        );
+        assert_eq!(c.positive.len() as u64, (ones > 0) as u64);
+    }
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    let c = counts(&h);
+    assert_eq!(c.count, 2 * threads * pairs);
+    assert_eq!(c.positive, vec![(0, threads * pairs)]);
+    assert!(c.sum.is_nan());
+}
