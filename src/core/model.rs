@@ -65,6 +65,32 @@ pub struct NativeHistogram {
     pub exemplars: Vec<Exemplar>,
 }
 
+/// One run of consecutive native buckets: `offset` is the first bucket's index for the first
+/// span, else the number of empty buckets since the previous span.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketSpan {
+    pub offset: i32,
+    pub length: u32,
+}
+
+/// A consistent read of one child's native buckets, in the protobuf exposition's shape: bucket
+/// counts as deltas (each bucket minus the previous one, the first minus zero) along the spans.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NativeHistogramSnapshot {
+    pub schema: i32,
+    pub zero_threshold: f64,
+    pub zero_count: u64,
+    /// Every observation, NaN included (NaN lands in no bucket).
+    pub count: u64,
+    pub sum: f64,
+    pub positive_spans: Vec<BucketSpan>,
+    pub positive_deltas: Vec<i64>,
+    pub negative_spans: Vec<BucketSpan>,
+    pub negative_deltas: Vec<i64>,
+    /// Exemplars of the native histogram (each with a timestamp).
+    pub exemplars: Vec<Exemplar>,
+}
+
 /// Sample timestamps as each format prints them (precomputed with Python's arithmetic).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleTimestamp {
@@ -112,6 +138,9 @@ impl Sample<'_> {
     }
 }
 
+/// Receives a child's labels and its native buckets.
+pub type NativeHistogramVisitor<'a> = dyn FnMut(&[(&str, &str)], &NativeHistogramSnapshot) + 'a;
+
 /// A metric family the writers can render.
 pub trait FamilySource {
     fn name(&self) -> &str;
@@ -120,6 +149,9 @@ pub trait FamilySource {
     fn unit(&self) -> &str;
     /// Calls `visit` once per sample, in exposition order.
     fn visit_samples(&self, visit: &mut dyn FnMut(&Sample<'_>));
+    /// Calls `visit` once per child that has native buckets, with the child's labels (sorted by
+    /// name, as in its samples). Only the protobuf writer reads them.
+    fn visit_native_histograms(&self, _visit: &mut NativeHistogramVisitor<'_>) {}
 }
 
 /// The name escaping schemes of `openmetrics.exposition` (`escaping=` parameter).
