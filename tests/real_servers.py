@@ -214,7 +214,7 @@ class Prometheus:
     ``jobs`` maps job name -> ``(host:port, metrics_path)``.
     """
 
-    def __init__(self, workdir, jobs, scrape_interval='1s'):
+    def __init__(self, workdir, jobs, scrape_interval='1s', flags=()):
         binary = require_binary('prometheus')
         self.workdir = str(workdir)
         self.port = free_port()
@@ -228,6 +228,7 @@ class Prometheus:
             f'--storage.tsdb.path={os.path.join(self.workdir, "tsdb")}',
             f'--web.listen-address={LOOPBACK}:{self.port}',
             '--log.level=warn',
+            *flags,
         ], self.workdir)
 
     @staticmethod
@@ -298,8 +299,8 @@ class Prometheus:
 
 
 @contextlib.contextmanager
-def prometheus_server(workdir, jobs):
-    prom = Prometheus(workdir, jobs)
+def prometheus_server(workdir, jobs, flags=()):
+    prom = Prometheus(workdir, jobs, flags=flags)
     try:
         prom.wait_ready()
         yield prom

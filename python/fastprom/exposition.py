@@ -58,6 +58,10 @@ CONTENT_TYPE_PLAIN_1_0_0 = 'text/plain; version=1.0.0; charset=utf-8'
 """Content type of the latest format"""
 
 CONTENT_TYPE_LATEST = CONTENT_TYPE_PLAIN_1_0_0
+
+CONTENT_TYPE_PROTOBUF = ('application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; '
+                         'encoding=delimited')
+"""Content type of Prometheus' delimited protobuf format (fastprom's own; native histograms)"""
 CompressionType = Optional[Literal['gzip', 'snappy']]
 
 
@@ -94,7 +98,9 @@ def _get_escaping(accept_header: List[str]) -> str:
 
 def choose_encoder(accept_header: str) -> Tuple[Callable[[Collector], bytes], str]:
     kind, escaping, version, content_type = _native.negotiate(accept_header)
-    if kind == 'openmetrics':
+    if kind == 'protobuf':
+        encoder = partial(generate_protobuf, escaping=escaping)
+    elif kind == 'openmetrics':
         encoder = partial(openmetrics.generate_latest, escaping=escaping, version=version)
     elif content_type == CONTENT_TYPE_PLAIN_0_0_4:
         encoder = generate_latest
@@ -111,6 +117,13 @@ def generate_latest(registry: Collector = REGISTRY, escaping: str = openmetrics.
     """The metrics of ``registry`` in the Prometheus text format (0.0.4 / 1.0.0), UTF-8 bytes,
     with metric and label names escaped by ``escaping``."""
     return _native.generate_text(registry, escaping)
+
+
+def generate_protobuf(registry: Collector = REGISTRY, escaping: str = openmetrics.UNDERSCORES) -> bytes:
+    """The metrics of ``registry`` in Prometheus' delimited protobuf format (one length-prefixed
+    ``io.prometheus.client.MetricFamily`` per family), the only format Prometheus ingests native
+    histograms from. Scrapes get it when they ask for it first (``CONTENT_TYPE_PROTOBUF``)."""
+    return _native.generate_protobuf(registry, escaping)
 
 
 # --------------------------------------------------------------------------------------------

@@ -456,6 +456,41 @@ class _SummaryMethods(_MethodsBase):
         return Timer(self, 'observe')
 
 
+def _native_histogram_settings(native_histogram_bucket_factor, native_histogram_initial_schema,
+                               native_histogram_zero_threshold, native_histogram_max_buckets,
+                               native_histogram_min_reset_duration,
+                               native_histogram_max_zero_threshold):
+    """(schema, zero threshold, max buckets, min reset seconds, max zero threshold) of a
+    histogram with native buckets, or None. client_golang's knobs: the bucket factor picks the
+    finest schema whose buckets grow by at most that factor (1.1: schema 3); a zero threshold of
+    None is 2^-128; max buckets 0 is no limit; past the limit the histogram resets if the
+    minimum reset duration has passed, else widens its zero bucket up to the maximum zero
+    threshold, else halves its resolution."""
+    factor, schema = native_histogram_bucket_factor, native_histogram_initial_schema
+    if factor is None and schema is None:
+        return None
+    if factor is not None and schema is not None:
+        raise ValueError('Pass native_histogram_bucket_factor or native_histogram_initial_schema, not both')
+    if factor is not None:
+        schema = _native.native_histogram_schema(float(factor))
+        if schema is None:
+            raise ValueError(f'native_histogram_bucket_factor must be greater than 1, not {factor!r}')
+    elif isinstance(schema, bool) or not isinstance(schema, int) or not -4 <= schema <= 8:
+        raise ValueError(f'native_histogram_initial_schema must be an integer from -4 to 8, not {schema!r}')
+    zero_threshold = 2.0 ** -128 if native_histogram_zero_threshold is None else float(native_histogram_zero_threshold)
+    limits = (('native_histogram_zero_threshold', zero_threshold),
+              ('native_histogram_max_buckets', native_histogram_max_buckets),
+              ('native_histogram_min_reset_duration', native_histogram_min_reset_duration),
+              ('native_histogram_max_zero_threshold', native_histogram_max_zero_threshold))
+    for name, value in limits:
+        if not value >= 0:
+            raise ValueError(f'{name} must not be negative, not {value!r}')
+    if isinstance(native_histogram_max_buckets, bool) or not isinstance(native_histogram_max_buckets, int):
+        raise ValueError(f'native_histogram_max_buckets must be an integer, not {native_histogram_max_buckets!r}')
+    return (schema, zero_threshold, native_histogram_max_buckets,
+            float(native_histogram_min_reset_duration), float(native_histogram_max_zero_threshold))
+
+
 class _HistogramMethods(_MethodsBase):
     """A Histogram tracks the size and number of events in buckets.
 
@@ -473,11 +508,29 @@ class _HistogramMethods(_MethodsBase):
                  namespace: str = '', subsystem: str = '', unit: str = '',
                  registry: Optional[CollectorRegistry] = REGISTRY,
                  _labelvalues: Optional[Sequence[str]] = None,
-                 buckets: Sequence[Union[float, str]] = DEFAULT_BUCKETS):
+                 buckets: Sequence[Union[float, str]] = DEFAULT_BUCKETS, *,
+                 native_histogram_bucket_factor: Optional[float] = None,
+                 native_histogram_initial_schema: Optional[int] = None,
+                 native_histogram_zero_threshold: Optional[float] = None,
+                 native_histogram_max_buckets: int = 160,
+                 native_histogram_min_reset_duration: float = 0.0,
+                 native_histogram_max_zero_threshold: float = 0.0):
         self._prepare_buckets(buckets)
+        native = dict(native_histogram_bucket_factor=native_histogram_bucket_factor,
+                      native_histogram_initial_schema=native_histogram_initial_schema,
+                      native_histogram_zero_threshold=native_histogram_zero_threshold,
+                      native_histogram_max_buckets=native_histogram_max_buckets,
+                      native_histogram_min_reset_duration=native_histogram_min_reset_duration,
+                      native_histogram_max_zero_threshold=native_histogram_max_zero_threshold)
+        self._native_histogram = _native_histogram_settings(**native)
+        if self._native_histogram and _multiprocess_storage() is not None:
+            warnings.warn('Native histogram buckets are not kept in multiprocess mode yet; the '
+                          'classic buckets are', UserWarning)
         MetricWrapperBase.__init__(self, name, documentation, labelnames, namespace, subsystem,
                                    unit, registry, _labelvalues)
         self._kwargs['buckets'] = buckets
+        if self._native_histogram:
+            self._kwargs.update(native)
 
     def _prepare_buckets(self, source_buckets: Sequence[Union[float, str]]) -> None:
         bounds = list(map(float, source_buckets))

@@ -10,8 +10,9 @@ use indexmap::IndexSet;
 use super::cell::{add_f64, load_f64, store_f64};
 use super::counter::CounterCells;
 use super::format::float_to_go_string;
-use super::model::{Exemplar, FamilySource, MetricType, Sample};
+use super::model::{Exemplar, FamilySource, MetricType, NativeHistogramVisitor, Sample};
 use super::multiprocess::mapped::{self, MappedSpec, Slots};
+use super::native_histogram::{NativeConfig, SparseHistogram};
 use super::observations::{MappedObservations, Observations};
 use super::quantiles::{clock, QuantileSpec};
 
@@ -70,6 +71,20 @@ impl Child {
             ChildValue::Summary(Box::new(Observations::local(&[]))),
             created,
         )
+    }
+
+    /// A histogram child that also keeps native buckets.
+    pub fn histogram_with_native(
+        labels: Vec<String>,
+        created: f64,
+        bounds: &[f64],
+        native: NativeConfig,
+    ) -> Child {
+        let observations = Observations::WithNative(
+            Box::new(Observations::local(bounds)),
+            Box::new(SparseHistogram::new(native)),
+        );
+        Child::new(labels, ChildValue::Histogram(Box::new(observations)), created)
     }
 
     /// A summary child that also estimates the quantiles of `spec`.
@@ -373,6 +388,8 @@ pub struct Family {
     bucket_label: &'static str,
     /// A summary's objectives and window, for the children it makes.
     quantiles: Option<QuantileSpec>,
+    /// A histogram's native bucket settings, for the children it makes.
+    native: Option<NativeConfig>,
     children: Mutex<IndexSet<Keyed>>,
     /// Some child's samples come from Python (it stays set after that child is removed).
     python_samples: Arc<AtomicBool>,
@@ -408,6 +425,7 @@ impl Family {
             le_values: bounds.iter().map(|b| float_to_go_string(*b)).collect(),
             bucket_label: "le",
             quantiles: None,
+            native: None,
             children: Mutex::new(IndexSet::new()),
             python_samples: Arc::new(AtomicBool::new(false)),
         }
@@ -428,6 +446,16 @@ impl Family {
 
     pub fn quantiles(&self) -> Option<&QuantileSpec> {
         self.quantiles.as_ref()
+    }
+
+    /// A histogram family whose children keep native buckets too.
+    pub fn with_native(mut self, config: NativeConfig) -> Family {
+        self.native = Some(config);
+        self
+    }
+
+    pub fn native(&self) -> Option<&NativeConfig> {
+        self.native.as_ref()
     }
 
     fn lock_children(&self) -> MutexGuard<'_, IndexSet<Keyed>> {
@@ -552,6 +580,25 @@ impl FamilySource for FamilyView {
     }
     fn unit(&self) -> &str {
         &self.family.unit
+    }
+
+    fn visit_native_histograms(&self, visit: &mut NativeHistogramVisitor<'_>) {
+        let family = &*self.family;
+        for child in &self.children {
+            let ChildValue::Histogram(h) = &child.value else {
+                continue;
+            };
+            let Some(native) = h.native() else {
+                continue;
+            };
+            let value = |i: usize| child.label_values.get(i).map_or("", String::as_str);
+            let labels: Vec<(&str, &str)> = family
+                .sorted_labels
+                .iter()
+                .map(|i| (family.labelnames[*i].as_str(), value(*i)))
+                .collect();
+            visit(&labels, &native.snapshot());
+        }
     }
 
     fn visit_samples(&self, visit: &mut dyn FnMut(&Sample<'_>)) {

@@ -3,7 +3,10 @@
 //!
 //! The entries of the header are tried in order (q-values play no part); the first one that
 //! names a served media type with a usable version wins, and nothing usable gives the 0.0.4
-//! text format. Versions compare as prometheus_client's `parse_version` tuples do: dotted
+//! text format. Beyond the reference, an entry asking for Prometheus' delimited protobuf
+//! (`application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
+//! encoding=delimited`, which Prometheus asks for first when it ingests native histograms)
+//! gets it; no other scraper asks for it. Versions compare as prometheus_client's `parse_version` tuples do: dotted
 //! parts that Python's `int()` reads are numbers, the others strings, and a string met where a
 //! number is compared makes Python raise `TypeError` ([`Incomparable`]).
 
@@ -18,6 +21,7 @@ const ESCAPING_SCHEMES: [&str; 4] = ["allow-utf-8", UNDERSCORES, "dots", "values
 pub enum Kind {
     Text,
     OpenMetrics,
+    Protobuf,
 }
 
 /// What a scrape is answered with.
@@ -43,6 +47,16 @@ pub fn negotiate(accept: &str) -> Result<Negotiated, Incomparable> {
         let kind = match py_strip(parts[0]) {
             "application/openmetrics-text" => Kind::OpenMetrics,
             "text/plain" => Kind::Text,
+            "application/vnd.google.protobuf" if asks_for_delimited_families(&parts) => {
+                return Ok(Negotiated {
+                    kind: Kind::Protobuf,
+                    escaping: parameter(&parts, "escaping")
+                        .and_then(|asked| ESCAPING_SCHEMES.iter().find(|s| **s == asked).copied())
+                        .unwrap_or(UNDERSCORES),
+                    version: None,
+                    content_type: crate::core::protobuf::CONTENT_TYPE.to_string(),
+                })
+            }
             _ => continue,
         };
         let version = parameter(&parts, "version").unwrap_or("");
@@ -68,7 +82,7 @@ pub fn negotiate(accept: &str) -> Result<Negotiated, Incomparable> {
                 format!("application/openmetrics-text; version={version}; charset=utf-8; escaping={escaping}"),
                 Some(version.to_string()),
             ),
-            Kind::Text => (
+            Kind::Text | Kind::Protobuf => (
                 format!("text/plain; version=1.0.0; charset=utf-8; escaping={escaping}"),
                 None,
             ),
@@ -111,6 +125,12 @@ pub fn version_at_least(version: &str, target: &[i64]) -> Result<bool, Incompara
         }
     }
     Ok(true)
+}
+
+/// Whether a protobuf entry's parameters name the one message stream served.
+fn asks_for_delimited_families(parts: &[&str]) -> bool {
+    parameter(parts, "proto") == Some("io.prometheus.client.MetricFamily")
+        && parameter(parts, "encoding") == Some("delimited")
 }
 
 /// The value after `name=` in the first `;`-part that starts with it once stripped.
@@ -225,6 +245,26 @@ mod tests {
         );
         for odd in ["1.x", "x", "1..0", "1_", "_1", "1__0", "-", ""] {
             assert!(version_at_least(odd, &[1, 0, 0]).is_err(), "{odd}");
+        }
+    }
+
+    #[test]
+    fn protobuf_is_served_only_when_asked_for_first() {
+        let prometheus = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+                          encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,\
+                          text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let (kind, _, _, content_type) = chosen(prometheus);
+        assert_eq!(kind, Kind::Protobuf);
+        assert_eq!(content_type, crate::core::protobuf::CONTENT_TYPE);
+        let text_first = "text/plain;version=1.0.0, application/vnd.google.protobuf;\
+                          proto=io.prometheus.client.MetricFamily;encoding=delimited";
+        assert_eq!(chosen(text_first).0, Kind::Text);
+        for other in [
+            "application/vnd.google.protobuf",
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text",
+            "application/vnd.google.protobuf;proto=other.Message;encoding=delimited",
+        ] {
+            assert_eq!(chosen(other).3, TEXT_0_0_4, "{other}");
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::cell::{add_f64, load_f64, store_f64};
 use super::hotcold::{bucket_index, HotCold, Snapshot};
 use super::multiprocess::mapped::Slots;
+use super::native_histogram::SparseHistogram;
 use super::quantiles::{clock, SlidingQuantiles};
 
 pub enum Observations {
@@ -13,6 +14,9 @@ pub enum Observations {
     Mapped(MappedObservations),
     /// A summary's cells and the estimator of its quantiles, which sees every observation.
     WithQuantiles(Box<Observations>, Box<SlidingQuantiles>),
+    /// A histogram's classic cells and its native (sparse exponential) buckets, which see
+    /// every observation.
+    WithNative(Box<Observations>, Box<SparseHistogram>),
 }
 
 /// Multiprocess storage in the reference's order of entries: a histogram's `_sum` then its
@@ -79,6 +83,14 @@ impl Observations {
         Observations::Local(HotCold::new(bounds))
     }
 
+    /// A histogram's native buckets, if it has them.
+    pub fn native(&self) -> Option<&SparseHistogram> {
+        match self {
+            Observations::WithNative(_, native) => Some(native),
+            _ => None,
+        }
+    }
+
     /// The estimator of a summary's quantiles, if it has objectives.
     pub fn quantiles(&self) -> Option<&SlidingQuantiles> {
         match self {
@@ -91,7 +103,7 @@ impl Observations {
         match self {
             Observations::Local(_) => None,
             Observations::Mapped(m) => Some(&m.slots),
-            Observations::WithQuantiles(inner, _) => inner.mapped_slots(),
+            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => inner.mapped_slots(),
         }
     }
 
@@ -99,7 +111,7 @@ impl Observations {
         match self {
             Observations::Local(h) => h.bounds(),
             Observations::Mapped(m) => &m.bounds,
-            Observations::WithQuantiles(inner, _) => inner.bounds(),
+            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => inner.bounds(),
         }
     }
 
@@ -117,6 +129,10 @@ impl Observations {
                 inner.observe(v);
                 q.observe(v, clock());
             }
+            Observations::WithNative(inner, native) => {
+                inner.observe(v);
+                native.observe(v);
+            }
         }
     }
 
@@ -128,6 +144,10 @@ impl Observations {
             Observations::WithQuantiles(inner, q) => {
                 inner.observe_in(bucket, v);
                 q.observe(v, clock());
+            }
+            Observations::WithNative(inner, native) => {
+                inner.observe_in(bucket, v);
+                native.observe(v);
             }
         }
     }
@@ -141,6 +161,10 @@ impl Observations {
                 let now = clock();
                 values.iter().for_each(|v| q.observe((*v).into(), now));
             }
+            Observations::WithNative(inner, native) => {
+                inner.observe_many(values);
+                values.iter().for_each(|v| native.observe((*v).into()));
+            }
         }
     }
 
@@ -148,7 +172,7 @@ impl Observations {
         match self {
             Observations::Local(h) => h.snapshot(),
             Observations::Mapped(m) => m.snapshot(),
-            Observations::WithQuantiles(inner, _) => inner.snapshot(),
+            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => inner.snapshot(),
         }
     }
 
@@ -156,7 +180,7 @@ impl Observations {
         match self {
             Observations::Local(h) => h.add_to_sum(v),
             Observations::Mapped(m) => add_f64(m.slots.value(m.sum_slot()), v),
-            Observations::WithQuantiles(inner, _) => inner.add_to_sum(v),
+            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => inner.add_to_sum(v),
         }
     }
 
@@ -164,7 +188,7 @@ impl Observations {
         match self {
             Observations::Local(h) => h.add_to_bucket(bucket, n),
             Observations::Mapped(m) => add_f64(m.slots.value(1 + bucket), n as f64),
-            Observations::WithQuantiles(inner, _) => inner.add_to_bucket(bucket, n),
+            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => inner.add_to_bucket(bucket, n),
         }
     }
 
@@ -175,7 +199,7 @@ impl Observations {
             Observations::Local(h) => h.add_observations(n),
             Observations::Mapped(m) if !m.is_histogram() => add_f64(m.slots.value(0), n as f64),
             Observations::Mapped(_) => {}
-            Observations::WithQuantiles(inner, _) => inner.add_observations(n),
+            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => inner.add_observations(n),
         }
     }
 
@@ -184,7 +208,9 @@ impl Observations {
             (Observations::Local(h), _) => h.set_part(bucket, v),
             (Observations::Mapped(m), None) => store_f64(m.slots.value(m.sum_slot()), v),
             (Observations::Mapped(m), Some(i)) => store_f64(m.slots.value(1 + i), v),
-            (Observations::WithQuantiles(inner, _), _) => inner.set_part(bucket, v),
+            (Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _), _) => {
+                inner.set_part(bucket, v)
+            }
         }
     }
 }

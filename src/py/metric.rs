@@ -25,6 +25,7 @@ use crate::core::family::{find_sample, Child, ChildValue, Family};
 use crate::core::model::{Exemplar, MetricType};
 use crate::core::multiprocess::mapped::{self, MappedSpec};
 use crate::core::observations::Observations;
+use crate::core::native_histogram::NativeConfig;
 use crate::core::quantiles::{Objective, QuantileSpec};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -88,6 +89,9 @@ fn build_family(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<(Arc<Family>, bo
     if let Some(spec) = quantile_spec(slf, kind)? {
         family = family.with_quantiles(spec);
     }
+    if let Some(config) = native_config(slf, kind)? {
+        family = family.with_native(config);
+    }
     Ok((Arc::new(family), doc_str.is_some()))
 }
 
@@ -98,20 +102,53 @@ fn new_cells(
     labelnames: &[String],
     labels: Vec<String>,
     bounds: &[f64],
-    quantiles: Option<&QuantileSpec>,
+    extras: Extras<'_>,
     created: f64,
 ) -> PyResult<Child> {
     if let Some(spec) = multiprocess {
         return Child::mapped(spec, labelnames, labels, bounds, created)
             .map_err(multiprocess_file_error);
     }
-    Ok(match (kind, quantiles) {
+    if let (Kind::Histogram, Some(config)) = (kind, extras.native) {
+        return Ok(Child::histogram_with_native(labels, created, bounds, *config));
+    }
+    Ok(match (kind, extras.quantiles) {
         (Kind::Summary, Some(spec)) => Child::summary_with_quantiles(labels, created, spec),
         (Kind::Counter, _) => Child::counter(labels, created),
         (Kind::Gauge, _) => Child::gauge(labels),
         (Kind::Summary, None) => Child::summary(labels, created),
         (Kind::Histogram, _) => Child::histogram(labels, created, bounds),
     })
+}
+
+/// What a summary's or histogram's children estimate beyond their cells.
+#[derive(Clone, Copy, Default)]
+struct Extras<'a> {
+    quantiles: Option<&'a QuantileSpec>,
+    native: Option<&'a NativeConfig>,
+}
+
+/// A histogram's native bucket settings (`_native_histogram`, set by `Histogram.__init__`:
+/// `(schema, zero threshold, max buckets, min reset seconds, max zero threshold)`), if it
+/// keeps native buckets.
+fn native_config(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<Option<NativeConfig>> {
+    if kind != Kind::Histogram {
+        return Ok(None);
+    }
+    let settings: Option<(i32, f64, u32, f64, f64)> =
+        match slf.getattr(intern!(slf.py(), "_native_histogram")) {
+            Ok(settings) => settings.extract()?,
+            Err(_) => None,
+        };
+    Ok(settings.map(|(schema, zero_threshold, max_buckets, min_reset, max_zero_threshold)| {
+        NativeConfig {
+            zero_threshold,
+            max_buckets,
+            min_reset_duration: std::time::Duration::from_secs_f64(min_reset),
+            max_zero_threshold,
+            ..NativeConfig::with_schema(schema)
+        }
+    }))
 }
 
 /// A summary's objectives and window (`_objectives`, `_max_age`, `_age_buckets`, set by
@@ -408,13 +445,17 @@ impl MetricCore {
         };
         let bounds = upper_bounds(slf, self.kind)?;
         let quantiles = quantile_spec(slf, self.kind)?;
+        let native = native_config(slf, self.kind)?;
         let child = Arc::new(new_cells(
             self.kind,
             multiprocess.as_deref(),
             &labelnames,
             labels,
             &bounds,
-            quantiles.as_ref(),
+            Extras {
+                quantiles: quantiles.as_ref(),
+                native: native.as_ref(),
+            },
             created,
         )?);
         let (family, renders_natively) = if top_level {
@@ -521,7 +562,10 @@ impl MetricCore {
             &family.labelnames,
             labels,
             family.bounds(),
-            family.quantiles(),
+            Extras {
+                quantiles: family.quantiles(),
+                native: family.native(),
+            },
             created,
         )?);
         let child = new_instance(py, self.kind)?;

@@ -25,6 +25,13 @@ fn float_to_go_string(d: &Bound<'_, PyAny>) -> PyResult<String> {
     )?))
 }
 
+/// The schema of client_golang's `NativeHistogramBucketFactor` (the finest whose bucket
+/// growth factor stays within `factor`), `None` for a factor of 1 or less.
+#[pyfunction]
+fn native_histogram_schema(factor: f64) -> Option<i32> {
+    crate::core::native_histogram::schema_for_factor(factor)
+}
+
 /// An empty native method, the floor the benchmarks measure hot paths against.
 #[pyclass(frozen, subclass, module = "fastprom._native")]
 struct Floor;
@@ -61,8 +68,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     decorators::install(m)?;
     m.add_class::<Floor>()?;
     m.add_function(wrap_pyfunction!(float_to_go_string, m)?)?;
+    m.add_function(wrap_pyfunction!(native_histogram_schema, m)?)?;
     m.add_function(wrap_pyfunction!(render::generate_text, m)?)?;
     m.add_function(wrap_pyfunction!(render::generate_openmetrics, m)?)?;
+    m.add_function(wrap_pyfunction!(render::generate_protobuf, m)?)?;
     m.add_function(wrap_pyfunction!(scrape::negotiate, m)?)?;
     m.add_function(wrap_pyfunction!(scrape::gzip_accepted, m)?)?;
     m.add_function(wrap_pyfunction!(scrape::bake_output, m)?)?;

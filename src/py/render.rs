@@ -22,13 +22,15 @@ use crate::core::model::{
     Escaping, Exemplar, FamilySource, MetricType, NativeHistogram, OwnedFamily, OwnedSample,
     RenderError, Sample, SampleTimestamp,
 };
-use crate::core::{openmetrics, text};
+use crate::core::{openmetrics, protobuf, text};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Format {
     Text,
     /// OpenMetrics; `true` when the version emits native histograms (>= 2.0.0).
     OpenMetrics(bool),
+    /// Prometheus' delimited protobuf, native histograms included.
+    Protobuf,
 }
 
 /// A family to render: a native metric's (its children are read later, without the GIL), or
@@ -86,6 +88,17 @@ pub fn generate_openmetrics<'py>(
     )
 }
 
+/// Prometheus' delimited protobuf (`io.prometheus.client.MetricFamily`) of any object with
+/// `collect()`, native histograms included.
+#[pyfunction]
+pub fn generate_protobuf<'py>(
+    py: Python<'py>,
+    registry: &Bound<'py, PyAny>,
+    escaping: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    render(py, registry, Escaping::parse(escaping), Format::Protobuf)
+}
+
 pub(super) fn render<'py>(
     py: Python<'py>,
     registry: &Bound<'py, PyAny>,
@@ -110,6 +123,10 @@ pub(super) fn write_items(
     match format {
         Format::Text => text::write_text(&mut out, &sources, escaping),
         Format::OpenMetrics(nh) => openmetrics::write_openmetrics(&mut out, &sources, escaping, nh),
+        Format::Protobuf => {
+            protobuf::write_protobuf(&mut out, &sources, escaping);
+            Ok(())
+        }
     }?;
     Ok(out)
 }
@@ -229,15 +246,20 @@ fn convert_sample(
             }
             sample.value = Some(amount::float_of(&s.getattr(intern!(s.py(), "value"))?)?);
         }
-        Format::OpenMetrics(emit_native_histograms) => {
+        Format::OpenMetrics(_) | Format::Protobuf => {
+            let emit_native_histograms = matches!(format, Format::OpenMetrics(true) | Format::Protobuf);
             let exemplar = s.getattr(intern!(s.py(), "exemplar"))?;
             if exemplar.is_truthy()? {
                 check_exemplar_allowed(family, &sample)?;
                 sample.exemplar = Some(convert_exemplar(&exemplar)?);
             }
             if !timestamp.is_none() {
+                let millis = match format {
+                    Format::Protobuf => millis(&timestamp)?,
+                    _ => String::new(),
+                };
                 sample.timestamp = Some(SampleTimestamp {
-                    millis: String::new(),
+                    millis,
                     openmetrics: timestamp.str()?.to_string(),
                 });
             }

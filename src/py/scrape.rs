@@ -30,6 +30,7 @@ pub fn negotiate(
     let kind = match chosen.kind {
         Kind::Text => "text",
         Kind::OpenMetrics => "openmetrics",
+        Kind::Protobuf => "protobuf",
     };
     Ok((kind, chosen.escaping, chosen.version, chosen.content_type))
 }
@@ -83,6 +84,7 @@ pub fn render_format(chosen: &Negotiated) -> Option<Format> {
         (Kind::OpenMetrics, Some(version)) => core::version_at_least(version, &[2, 0, 0])
             .ok()
             .map(Format::OpenMetrics),
+        (Kind::Protobuf, _) => Some(Format::Protobuf),
         _ => Some(Format::Text),
     }
 }
