@@ -69,15 +69,16 @@ def demo(port: int, once: bool) -> int:
 
 
 def dashboard(namespace: str, from_url, title) -> int:
-    from .dashboard import dashboard_json, scrape_families
-    families = []
+    from .dashboard import dashboard_json, scrape_families, scrape_native_histograms
+    families, natives = [], []
     if from_url:
         try:
             families = scrape_families(from_url)
+            natives = scrape_native_histograms(from_url)
         except (OSError, ValueError) as exc:
             print(f'could not scrape {from_url}: {exc}', file=sys.stderr)
             return 1
-    sys.stdout.write(dashboard_json(namespace, title, families))
+    sys.stdout.write(dashboard_json(namespace, title, families, natives))
     return 0
 
 

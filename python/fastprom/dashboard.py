@@ -49,8 +49,12 @@ def by(labels: Sequence[str]) -> str:
     return f'sum by ({", ".join(labels)}) ' if labels else 'sum '
 
 
-def quantile(q: float, bucket_metric: str, labels: Sequence[str]) -> str:
-    return f'histogram_quantile({q}, {by(["le", *labels])}({rate(bucket_metric)}))'
+def quantile(q: float, histogram: str, labels: Sequence[str], native: bool = False) -> str:
+    """`histogram_quantile` over a histogram's classic `_bucket` series, or over its native
+    series (no `le` to keep) when it has native buckets."""
+    if native:
+        return f'histogram_quantile({q}, {by(labels)}({rate(histogram)}))'
+    return f'histogram_quantile({q}, {by(["le", *labels])}({rate(histogram + "_bucket")}))'
 
 
 def legend(labels: Sequence[str], prefix: str = '') -> str:
@@ -85,12 +89,14 @@ def row(title: str) -> Dict:
     return {'type': 'row', 'title': title, 'collapsed': False, 'panels': []}
 
 
-def default_panels(namespace: str = DEFAULT_NAMESPACE) -> List[Dict]:
-    """Panels for BentoML's default metrics under `namespace`."""
+def default_panels(namespace: str = DEFAULT_NAMESPACE, native_histograms: Iterable[str] = ()) -> List[Dict]:
+    """Panels for BentoML's default metrics under `namespace`; the histograms named in
+    `native_histograms` are queried through their native series."""
     n = namespace
+    natives = set(native_histograms)
     requests = f'{n}_request_total'
     errors = f'{n}_request_total{{http_response_code=~"5.."}}'
-    buckets = f'{n}_request_duration_seconds_bucket'
+    duration = f'{n}_request_duration_seconds'
     batch = ADAPTIVE_BATCH_SIZE
     return [
         panel('Request rate by endpoint and status code',
@@ -101,7 +107,8 @@ def default_panels(namespace: str = DEFAULT_NAMESPACE) -> List[Dict]:
               [target(f'sum({rate(errors)}) / sum({rate(requests)})', 'error ratio')],
               'percentunit', 'Share of requests answered with a 5xx status code.'),
         panel('Latency by endpoint (p50, p95, p99)',
-              [target(quantile(q, buckets, ['endpoint']), f'p{round(q * 100)} {{{{endpoint}}}}')
+              [target(quantile(q, duration, ['endpoint'], duration in natives),
+                      f'p{round(q * 100)} {{{{endpoint}}}}')
                for q in LATENCY_QUANTILES],
               's', 'Request duration quantiles estimated from the duration histogram.'),
         panel('Requests in progress',
@@ -112,7 +119,8 @@ def default_panels(namespace: str = DEFAULT_NAMESPACE) -> List[Dict]:
                       '{{runner_name}}')],
               's', 'Seconds since any worker received a request.'),
         panel('Adaptive batch size',
-              [target(quantile(CUSTOM_QUANTILE, f'{batch}_bucket', ['method_name']), 'p95 {{method_name}}'),
+              [target(quantile(CUSTOM_QUANTILE, batch, ['method_name'], batch in natives),
+                      'p95 {{method_name}}'),
                target(f'{by(["method_name"])}({rate(batch + "_sum")}) / '
                       f'{by(["method_name"])}({rate(batch + "_count")})', 'mean {{method_name}}')],
               'short', 'Requests merged into one batch (batchable APIs only).'),
@@ -130,6 +138,21 @@ def scrape_families(url: str, timeout: float = 10.0) -> list:
     with urllib.request.urlopen(request, timeout=timeout) as response:
         text = response.read().decode('utf-8')
     return list(text_string_to_metric_families(text))
+
+
+PROTOBUF_ACCEPT = ('application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;'
+                   'encoding=delimited')
+
+
+def scrape_native_histograms(url: str, timeout: float = 10.0) -> List[str]:
+    """The histograms served at `url` with native buckets, asked for as Prometheus asks for
+    them (protobuf); none when the server does not answer protobuf."""
+    from . import _native
+    request = urllib.request.Request(url, headers={'Accept': PROTOBUF_ACCEPT})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        if not response.headers.get('Content-Type', '').startswith('application/vnd.google.protobuf'):
+            return []
+        return _native.native_histogram_families(response.read())
 
 
 def is_custom(family, namespace: str) -> bool:
@@ -154,12 +177,13 @@ def _unit(name: str) -> str:
     return 's' if name.endswith('_seconds') else 'bytes' if name.endswith('_bytes') else 'short'
 
 
-def custom_panel(family) -> Optional[Dict]:
-    """A panel for one custom family, or None for types without one (info, stateset, ...)."""
+def custom_panel(family, native: bool = False) -> Optional[Dict]:
+    """A panel for one custom family, or None for types without one (info, stateset, ...);
+    `native`: the histogram has native buckets."""
     name, labels = family.name, family_labels(family)
     if family.type == 'histogram':
         p = round(CUSTOM_QUANTILE * 100)
-        return panel(f'{name} (p{p})', [target(quantile(CUSTOM_QUANTILE, name + '_bucket', labels),
+        return panel(f'{name} (p{p})', [target(quantile(CUSTOM_QUANTILE, name, labels, native),
                                                legend(labels, f'p{p}'))],
                      _unit(name), family.documentation)
     if family.type == 'counter':
@@ -181,14 +205,17 @@ def _is_created(family, names) -> bool:
     return family.name.endswith('_created') and family.name[:-len('_created')] in names
 
 
-def custom_panels(families: Iterable, namespace: str = DEFAULT_NAMESPACE) -> List[Dict]:
+def custom_panels(families: Iterable, namespace: str = DEFAULT_NAMESPACE,
+                  native_histograms: Iterable[str] = ()) -> List[Dict]:
     """Panels for the families that are not BentoML defaults, sorted by name."""
+    natives = set(native_histograms)
     families = list(families)
     names = {f.name for f in families}
     chosen = sorted((f for f in families
                      if is_custom(f, namespace) and _queryable(f) and not _is_created(f, names)),
                     key=lambda f: f.name)
-    return [p for p in map(custom_panel, chosen) if p is not None]
+    panels = (custom_panel(f, f.name in natives) for f in chosen)
+    return [p for p in panels if p is not None]
 
 
 # ---------------------------------------------------------------------------
@@ -219,13 +246,15 @@ def layout(panels: List[Dict]) -> List[Dict]:
 
 
 def build_dashboard(namespace: str = DEFAULT_NAMESPACE, title: Optional[str] = None,
-                    families: Iterable = ()) -> Dict:
-    """The dashboard as a dict; `families` (parsed metric families) add custom-metric panels."""
+                    families: Iterable = (), native_histograms: Iterable[str] = ()) -> Dict:
+    """The dashboard as a dict; `families` (parsed metric families) add custom-metric panels,
+    and the histograms named in `native_histograms` are queried through their native series."""
+    native_histograms = list(native_histograms)
     if not is_valid_namespace(namespace):
         raise ValueError(f'invalid metric namespace: {namespace!r}')
     title = title or default_title(namespace)
-    panels = [row('BentoML default metrics')] + default_panels(namespace)
-    extra = custom_panels(families, namespace)
+    panels = [row('BentoML default metrics')] + default_panels(namespace, native_histograms)
+    extra = custom_panels(families, namespace, native_histograms)
     if extra:
         panels += [row('Custom metrics')] + extra
     return {
@@ -254,8 +283,8 @@ def build_dashboard(namespace: str = DEFAULT_NAMESPACE, title: Optional[str] = N
 
 
 def dashboard_json(namespace: str = DEFAULT_NAMESPACE, title: Optional[str] = None,
-                   families: Iterable = ()) -> str:
-    return json.dumps(build_dashboard(namespace, title, families), indent=2) + '\n'
+                   families: Iterable = (), native_histograms: Iterable[str] = ()) -> str:
+    return json.dumps(build_dashboard(namespace, title, families, native_histograms), indent=2) + '\n'
 
 
 def expressions(dashboard: Dict) -> List[str]:

@@ -34,6 +34,25 @@ pub fn write_protobuf(out: &mut Vec<u8>, families: &[&dyn FamilySource], escapin
     }
 }
 
+/// The names of the families in a delimited protobuf stream that carry native histograms
+/// (a histogram with a schema), in stream order; a stream that does not decode ends the list.
+pub fn native_histogram_families(mut stream: &[u8]) -> Vec<String> {
+    let mut names = Vec::new();
+    while !stream.is_empty() {
+        let Ok(family) = pb::MetricFamily::decode_length_delimited(&mut stream) else {
+            break;
+        };
+        let native = family
+            .metric
+            .iter()
+            .any(|m| m.histogram.as_ref().is_some_and(|h| h.schema.is_some()));
+        if native {
+            names.extend(family.name);
+        }
+    }
+    names
+}
+
 /// The family's name suffix and protobuf type (as the text format names and types them).
 fn protobuf_type(metric_type: MetricType) -> (&'static str, pb::MetricType) {
     match metric_type {

@@ -32,6 +32,12 @@ fn native_histogram_schema(factor: f64) -> Option<i32> {
     crate::core::native_histogram::schema_for_factor(factor)
 }
 
+/// The families of a delimited protobuf stream that carry native histograms.
+#[pyfunction]
+fn native_histogram_families(stream: &[u8]) -> Vec<String> {
+    crate::core::protobuf::native_histogram_families(stream)
+}
+
 /// An empty native method, the floor the benchmarks measure hot paths against.
 #[pyclass(frozen, subclass, module = "fastprom._native")]
 struct Floor;
@@ -69,6 +75,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Floor>()?;
     m.add_function(wrap_pyfunction!(float_to_go_string, m)?)?;
     m.add_function(wrap_pyfunction!(native_histogram_schema, m)?)?;
+    m.add_function(wrap_pyfunction!(native_histogram_families, m)?)?;
     m.add_function(wrap_pyfunction!(render::generate_text, m)?)?;
     m.add_function(wrap_pyfunction!(render::generate_openmetrics, m)?)?;
     m.add_function(wrap_pyfunction!(render::generate_protobuf, m)?)?;
