@@ -330,6 +330,13 @@ impl MetricCore {
         state.child.as_deref()
     }
 
+    /// Whether this gauge's `set` records the time too: a `mostrecent` mode in a multiprocess
+    /// file (the merge keeps the latest value).
+    #[inline(always)]
+    pub fn set_records_time(&self, child: &Child) -> bool {
+        self.state.get().is_some_and(|s| s.most_recent) && child.is_mapped()
+    }
+
     /// A labelled parent's dict of children and tuple of label names (borrowed pointers).
     #[inline(always)]
     pub fn children_dict(&self) -> Option<(*mut pyo3::ffi::PyObject, *mut pyo3::ffi::PyObject)> {
@@ -1105,8 +1112,7 @@ impl Gauge {
     fn set(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let child = self.core.child()?;
         let value = amount::float_of(value)?;
-        // Only a multiprocess file keeps the timestamp.
-        if self.core.state()?.most_recent && child.is_mapped() {
+        if self.core.set_records_time(child) {
             child.set_at(value, python::time_now(py)?);
         } else {
             child.set(value);
