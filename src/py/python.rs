@@ -42,11 +42,19 @@ pub fn remember_time_builtin(py: Python<'_>) -> PyResult<()> {
 pub fn time_now(py: Python<'_>) -> PyResult<f64> {
     static TIME_DICT: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
     let namespace = TIME_DICT
-        .get_or_try_init(py, || -> PyResult<_> { Ok(py.import("time")?.dict().unbind()) })?
+        .get_or_try_init(py, || -> PyResult<_> {
+            Ok(py.import("time")?.dict().unbind())
+        })?
         .bind(py);
     let function = match namespace.get_item(intern!(py, "time"))? {
         Some(function) => function,
-        None => return py.import("time")?.getattr(intern!(py, "time"))?.call0()?.extract(),
+        None => {
+            return py
+                .import("time")?
+                .getattr(intern!(py, "time"))?
+                .call0()?
+                .extract()
+        }
     };
     if TIME_BUILTIN
         .get(py)
