@@ -208,17 +208,17 @@ fn no_attribute(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyErr {
 }
 
 /// The instance's own `__dict__` (Python subclasses of the metric classes have one).
-fn real_dict<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyDict>>> {
+fn real_dict<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
     // SAFETY: `obj` is live; PyObject_GenericGetDict raises when the type has no dict slot.
     let dict = unsafe { ffi::PyObject_GenericGetDict(obj.as_ptr(), std::ptr::null_mut()) };
     if dict.is_null() {
-        // SAFETY: the failed call set an exception; it only means "no dict".
+        // The failed call set an AttributeError: it only means "no dict".
         drop(PyErr::take(obj.py()));
-        return Ok(None);
+        return None;
     }
     // SAFETY: a new reference.
     let dict = unsafe { Bound::from_owned_ptr(obj.py(), dict) };
-    Ok(dict.cast_into::<PyDict>().ok())
+    dict.cast_into::<PyDict>().ok()
 }
 
 /// Where an object's attributes live: the store of an instance of the four classes
@@ -235,7 +235,7 @@ fn storage<'a, 'py>(obj: &'a Bound<'py, PyAny>) -> PyResult<Storage<'a, 'py>> {
     if super::metric::is_native_class(obj) {
         return Ok(Storage::Native(store));
     }
-    Ok(match real_dict(obj)? {
+    Ok(match real_dict(obj) {
         Some(dict) => Storage::Dict(dict),
         None => Storage::Native(store),
     })
