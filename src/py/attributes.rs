@@ -170,7 +170,7 @@ impl InstanceAttribute {
         if deleted {
             Ok(())
         } else {
-            Err(no_attribute(obj, name))
+            Err(nothing_to_delete(obj, name))
         }
     }
 
@@ -205,6 +205,15 @@ fn no_attribute(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyErr {
         .map(|n| n.to_string())
         .unwrap_or_default();
     PyAttributeError::new_err(format!("'{type_name}' object has no attribute '{name}'"))
+}
+
+/// What `del obj.name` raises when there is no such attribute: CPython 3.10 names only the
+/// attribute.
+fn nothing_to_delete(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyErr {
+    if obj.py().version_info() < (3, 11) {
+        return PyAttributeError::new_err(name.to_string());
+    }
+    no_attribute(obj, name)
 }
 
 /// The instance's own `__dict__` (Python subclasses of the metric classes have one).
@@ -299,7 +308,7 @@ pub fn set_attribute(
     match value {
         Some(value) => store.set(name, value),
         None if store.delete(name)? => Ok(()),
-        None => Err(no_attribute(obj, name)),
+        None => Err(nothing_to_delete(obj, name)),
     }
 }
 
