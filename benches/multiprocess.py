@@ -5,7 +5,8 @@
 
 Runs in its own process with PROMETHEUS_MULTIPROC_DIR set before either library is imported,
 so both are in multiprocess mode. Rows:
-- hot paths (`Counter.inc()`, `Gauge.set()`, `Histogram.observe()`, `labels(...).inc()`), ns/op;
+- hot paths (`Counter.inc()`, `Gauge.set()` in the default and `mostrecent` modes,
+  `Histogram.observe()`, `labels(...).inc()`), ns/op;
 - a scrape (collect + generate) of 16 processes x 1k distinct series, written by 16 real
   processes, each library's collector on the same directory;
 - a scrape with the files of 1,000 dead processes present: fastprom after compaction
@@ -39,6 +40,8 @@ def micro_rows(quick: bool) -> List[dict]:
     cases = [
         ('mp_counter_inc', 'multiprocess Counter.inc()', 30, 'm.inc()', lambda L: L.Counter('c', 'c', registry=None)),
         ('mp_gauge_set', 'multiprocess Gauge.set(3.7)', 30, 'm.set(3.7)', lambda L: L.Gauge('g', 'g', registry=None)),
+        ('mp_gauge_set_mostrecent', "multiprocess Gauge(multiprocess_mode='mostrecent').set(3.7)", 30, 'm.set(3.7)',
+         lambda L: L.Gauge('gm', 'g', registry=None, multiprocess_mode='mostrecent')),
         ('mp_histogram_observe', 'multiprocess Histogram.observe(0.3)', 30, 'm.observe(0.3)',
          lambda L: L.Histogram('h', 'h', registry=None)),
         ('mp_labels_inc', 'multiprocess labels(...).inc()', 15, 'm.labels("GET", "/a").inc()',

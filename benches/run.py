@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """fastprom vs prometheus_client, side by side in one run.
 
-    python benches/run.py [--quick] [--only PATTERN] [--out DIR]
+    python benches/run.py [--quick] [--only PATTERN] [--out DIR] [--python PATH] [--readme]
 
 Every timing interleaves the two libraries (and, for the micro-benchmarks, the
 native floor `Floor().noop()`) round by round and reports the median.  See
@@ -99,6 +99,7 @@ class Config:
     create_rounds: int
     scrape_rounds: Dict[int, int]
     mem_children: int
+    mem_labels: int
     mem_reps: int
     many_rounds: int
     gil_seconds: float
@@ -107,11 +108,11 @@ class Config:
 
 QUICK = Config(rounds=9, target=0.005, children=2000, create_rounds=5,
                scrape_rounds={1_000: 7, 10_000: 5, 100_000: 3},
-               mem_children=100_000, mem_reps=1, many_rounds=5,
+               mem_children=200_000, mem_labels=2, mem_reps=1, many_rounds=5,
                gil_seconds=1.0, gil_reps=1)
 FULL = Config(rounds=41, target=0.02, children=10_000, create_rounds=11,
               scrape_rounds={1_000: 21, 10_000: 11, 100_000: 5},
-              mem_children=100_000, mem_reps=3, many_rounds=15,
+              mem_children=200_000, mem_labels=2, mem_reps=3, many_rounds=15,
               gil_seconds=2.0, gil_reps=3)
 
 
@@ -224,7 +225,7 @@ def get_sample_value_setup(L):
 CASES: List[Case] = [
     micro('counter_inc', 'Counter.inc()', 15, 'm.inc()', lambda L: make(L, 'Counter'), floor_goal=1.5),
     micro('counter_inc_float', 'Counter.inc(2.5)', 10, 'm.inc(2.5)', lambda L: make(L, 'Counter')),
-    micro('gauge_set', 'Gauge.set(3.7)', 10, 'm.set(3.7)', lambda L: make(L, 'Gauge')),
+    micro('gauge_set', 'Gauge.set(3.7)', 10, 'm.set(3.7)', lambda L: make(L, 'Gauge'), floor_goal=1.5),
     micro('gauge_inc', 'Gauge.inc()', 10, 'm.inc()', lambda L: make(L, 'Gauge')),
     micro('hist15_first', 'Histogram.observe(0.001), 15 buckets', 15, 'm.observe(0.001)', hist()),
     micro('hist15_middle', 'Histogram.observe(0.3), 15 buckets', 15, 'm.observe(0.3)', hist()),
@@ -238,7 +239,7 @@ CASES: List[Case] = [
     micro('labels_kw', "labels(a='a',b='b',c='c').inc()", 8, "m.labels(a='a', b='b', c='c').inc()",
           lambda L: labelled(L, 'Counter')),
     micro('child_inc', 'cached child .inc()', 15, 'm.inc()',
-          lambda L: labelled(L, 'Counter').labels('a', 'b', 'c')),
+          lambda L: labelled(L, 'Counter').labels('a', 'b', 'c'), floor_goal=1.5),
     micro('child_observe', 'cached child .observe(0.3)', 15, 'm.observe(0.3)',
           lambda L: labelled(L, 'Histogram').labels('a', 'b', 'c')),
     micro('hist_time', 'with hist.time(): pass', 5, 'with m.time():\n    pass', hist()),
@@ -249,10 +250,21 @@ CASES: List[Case] = [
     micro('deco_time', '@h.time() f()', 5, 'w()', lambda L: hist()(L).time()(_noop)),
     Case('labels_new_counter', 'labels(...) creating a Counter child', 20, 'create', new_children('Counter')),
     Case('labels_new_histogram', 'labels(...) creating a Histogram child', 20, 'create', new_children('Histogram')),
+    Case('labels_new_counter_1k', 'labels(...) creating a Counter child, 10^3 children', 20, 'create',
+         new_children('Counter'), param=1_000),
+    Case('labels_new_counter_1m', 'labels(...) creating a Counter child, 10^6 children', 20, 'create',
+         new_children('Counter'), param=1_000_000),
+    Case('labels_new_scaling', 'labels(...) creating a Counter child: ns per child at 10^6 / at 10^3', 1.5,
+         'create_scaling'),
     *[scrape_case(fmt, n) for fmt in ('text', 'om') for n in (1_000, 10_000, 100_000)],
     Case('get_sample_value_10k', 'get_sample_value(), 10k series', 100, 'lookup', get_sample_value_setup),
-    Case('memory_counter_100k', 'RSS of 100k Counter children', 0.25, 'memory', param='Counter'),
-    Case('memory_histogram_100k', 'RSS of 100k Histogram children', 0.25, 'memory', param='Histogram'),
+    Case('memory_counter_200k', 'RSS of 200k Counter children, 2 labels', 0.25, 'memory', param='Counter'),
+    Case('memory_gauge_200k', 'RSS of 200k Gauge children, 2 labels', 0.25, 'memory', param='Gauge'),
+    Case('memory_histogram_200k', 'RSS of 200k Histogram children, 2 labels', 0.15, 'memory', param='Histogram'),
+    Case('scrape_text_1m_cpu', 'generate_latest, 1M series: CPU seconds of one scrape (fastprom only)', 0.5,
+         'cpu_scrape', param=1_000_000),
+    Case('get_sample_value_1m', 'get_sample_value(), 1M series / 10k series (fastprom only)', 1.5,
+         'lookup_scaling'),
     Case('observe_many_10k', 'observe_many(list of 10k) vs observe loop', 50, 'many', param='list'),
     Case('parse_text_10k', 'parse Prometheus text, 10k series', 20, 'parse'),
     Case('parse_om_10k', 'parse OpenMetrics, 10k series', 20, 'parse'),
@@ -263,6 +275,7 @@ CASES: List[Case] = [
     Case('http_gil', 'thread speed while a client scrapes 10k series over HTTP', 90, 'http_gil'),
     Case('mp_counter_inc', 'multiprocess Counter.inc()', 30, 'mp'),
     Case('mp_gauge_set', 'multiprocess Gauge.set(3.7)', 30, 'mp'),
+    Case('mp_gauge_set_mostrecent', "multiprocess Gauge(multiprocess_mode='mostrecent').set(3.7)", 30, 'mp'),
     Case('mp_histogram_observe', 'multiprocess Histogram.observe(0.3)', 30, 'mp'),
     Case('mp_labels_inc', 'multiprocess labels(...).inc()', 15, 'mp'),
     Case('mp_scrape_16x1k', 'multiprocess scrape, 16 processes x 1k series', 20, 'mp'),
@@ -302,7 +315,10 @@ def med(xs: List[float]) -> float:
     return statistics.median(xs)
 
 
-GOAL_TYPES = {'memory': 'ratio', 'gil': 'percent', 'http_gil': 'percent'}   # every other kind: speed-up
+# Every other kind: speed-up. 'ratio': fastprom / reference (or fastprom / itself at a smaller
+# size) at most the goal; 'max': fastprom's own value at most the goal.
+GOAL_TYPES = {'memory': 'ratio', 'gil': 'percent', 'http_gil': 'percent', 'create_scaling': 'ratio',
+              'lookup_scaling': 'ratio', 'cpu_scrape': 'max'}
 
 
 def row(case: Case, unit: str, ref: Optional[float], fp: Optional[float], **extra) -> dict:
@@ -358,18 +374,79 @@ def run_lookup(case: Case, cfg: Config) -> dict:
     return row(case, 'us', med(s[REF.name]), med(s[FP.name]), notes=notes, samples=s)
 
 
-def run_create(case: Case, cfg: Config) -> dict:
-    k = cfg.children
-    s: Dict[str, List[float]] = {FP.name: [], REF.name: []}
-    for r in range(cfg.create_rounds + 1):      # round 0 is a warm-up
-        for lib in both(r):
-            stmt, g = case.setup(lib, k)
+def create_rounds(k: int, cfg: Config) -> int:
+    """Rounds of creating k children: more for small k (short, noisy loops), two for 10^6."""
+    if k <= 1_000:
+        return cfg.create_rounds * 5
+    return cfg.create_rounds if k <= 100_000 else 2
+
+
+def time_new_children(libs: List[Lib], setup: Setup, k: int, rounds: int) -> Dict[str, List[float]]:
+    """ns per child of `labels()` creating k children on a fresh metric, per round (after a
+    warm-up round of at most 10^4 children)."""
+    s: Dict[str, List[float]] = {lib.name: [] for lib in libs}
+    for r in range(rounds + 1):
+        for lib in (libs if r % 2 == 0 else libs[::-1]):
+            n = k if r else min(k, 10_000)
+            stmt, g = setup(lib, n)
             gc.collect()
             t = timeit.Timer(stmt, globals=g).timeit(1)
             if r:
-                s[lib.name].append(t / k * 1e9)
+                s[lib.name].append(t / n * 1e9)
             del g
+    return s
+
+
+# fastprom's ns-per-child samples of the create rows run so far, by number of children.
+_CREATE_SAMPLES: Dict[int, List[float]] = {}
+
+
+def run_create(case: Case, cfg: Config) -> dict:
+    k = case.param or cfg.children
+    s = time_new_children([FP, REF], case.setup, k, create_rounds(k, cfg))
+    if case.id.startswith('labels_new_counter'):
+        _CREATE_SAMPLES[k] = s[FP.name]
     return row(case, 'ns', med(s[REF.name]), med(s[FP.name]), notes=f'{k} children per round', samples=s)
+
+
+def run_create_scaling(case: Case, cfg: Config) -> dict:
+    """fastprom's ns per new Counter child at 10^6 children over that at 10^3 (the rows
+    labels_new_counter_1k/_1m when they ran, else measured here)."""
+    per_child = {}
+    for k in (1_000, 1_000_000):
+        if k not in _CREATE_SAMPLES:
+            _CREATE_SAMPLES[k] = time_new_children([FP], new_children('Counter'), k, create_rounds(k, cfg))[FP.name]
+        per_child[k] = med(_CREATE_SAMPLES[k])
+    ratio = per_child[1_000_000] / per_child[1_000]
+    notes = f'fastprom {per_child[1_000]:.0f} ns per child at 10^3, {per_child[1_000_000]:.0f} ns at 10^6'
+    return row(case, 'ns', None, per_child[1_000_000], ratio=ratio, notes=notes,
+               samples={FP.name: _CREATE_SAMPLES[1_000_000]})
+
+
+def run_cpu_scrape(case: Case, cfg: Config) -> dict:
+    """CPU seconds (every thread of the process) of one text scrape of about `param` lines."""
+    reg, _ = scrape_registry(FP.name, case.param)
+    FP.mod.generate_latest(reg)       # warm-up
+    seconds = []
+    for _ in range(3):
+        gc.collect()
+        start = time.process_time()
+        FP.mod.generate_latest(reg)
+        seconds.append(time.process_time() - start)
+    return row(case, 's', None, med(seconds), notes=f'{case.param} sample lines, median of 3 scrapes',
+               samples={FP.name: seconds})
+
+
+def run_lookup_scaling(case: Case, cfg: Config) -> dict:
+    """fastprom's get_sample_value on the 1M-line registry over the same on the 10k one."""
+    variants = {}
+    for n in (10_000, 1_000_000):
+        reg, labels = scrape_registry(FP.name, n)
+        variants[str(n)] = ("reg.get_sample_value('bench_requests_total', labels)", {'reg': reg, 'labels': labels})
+    s = timed_rounds(variants, max(5, cfg.rounds // 2), cfg.target)
+    small, large = med(s['10000']), med(s['1000000'])
+    return row(case, 'ns', None, large, ratio=large / small,
+               notes=f'fastprom {small:.0f} ns at 10k series, {large:.0f} ns at 1M', samples=s)
 
 
 def rss_bytes() -> int:
@@ -377,24 +454,26 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
-def memory_child(libname: str, cls: str, n: int) -> None:
-    """Runs in a fresh subprocess: prints the RSS growth of creating n children."""
+def memory_child(libname: str, cls: str, n: int, labels: int) -> None:
+    """Runs in a fresh subprocess: prints the RSS growth of creating n children with `labels`
+    label values each."""
     lib = load_lib(libname)
-    metric = make(lib, cls, LABELS)
-    metric.labels('warm', 'GET', '200')
+    metric = make(lib, cls, LABELS[:labels])
+    values = ['GET', '200', 'x'][:labels - 1]
+    metric.labels('warm', *values)
     gc.collect()
     before = rss_bytes()
     for i in range(n):
-        metric.labels(f'v{i}', 'GET', '200')
+        metric.labels(f'v{i}', *values)
     gc.collect()
     after = rss_bytes()
     print(json.dumps({'bytes': after - before}))
 
 
-def memory_subprocess(libname: str, cls: str, n: int, tries: int = 3) -> int:
+def memory_subprocess(libname: str, cls: str, n: int, labels: int, tries: int = 3) -> int:
     """RSS growth in bytes, measured by a fresh `run.py --memory-child` process.
     Retried a few times: fastprom may be in the middle of a rebuild."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), '--memory-child', libname, cls, str(n)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), '--memory-child', libname, cls, str(n), str(labels)]
     for attempt in range(tries):
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode == 0:
@@ -409,11 +488,11 @@ def run_memory(case: Case, cfg: Config) -> dict:
     s: Dict[str, List[float]] = {FP.name: [], REF.name: []}
     for r in range(cfg.mem_reps):
         for lib in both(r):
-            s[lib.name].append(memory_subprocess(lib.name, case.param, cfg.mem_children) / 2**20)
+            s[lib.name].append(memory_subprocess(lib.name, case.param, cfg.mem_children, cfg.mem_labels) / 2**20)
     ref, fp = med(s[REF.name]), med(s[FP.name])
     return row(case, 'MiB', ref, fp, speedup=ref / fp if fp > 0 else None,
                ratio=fp / ref if ref > 0 else None,
-               notes=f'{cfg.mem_children} children, fresh process per library', samples=s)
+               notes=f'{cfg.mem_children} children, {cfg.mem_labels} labels, fresh process per library', samples=s)
 
 
 def run_many(case: Case, cfg: Config) -> dict:
@@ -596,7 +675,8 @@ def run_parse(case: Case, cfg: Config) -> dict:
 
 RUNNERS = {'parse': run_parse, 'micro': run_micro, 'create': run_create, 'scrape': run_scrape, 'lookup': run_lookup,
            'memory': run_memory, 'many': run_many, 'gil': run_gil, 'http_gil': run_http_gil, 'mp': run_mp,
-           'middleware': run_middleware}
+           'middleware': run_middleware, 'create_scaling': run_create_scaling, 'cpu_scrape': run_cpu_scrape,
+           'lookup_scaling': run_lookup_scaling}
 
 
 # --------------------------------------------------------------------------
@@ -610,6 +690,8 @@ def judge(r: dict) -> Optional[bool]:
         return r['ratio'] is not None and r['ratio'] <= r['goal']
     if r['goal_type'] == 'percent':
         return r['fastprom'] >= r['goal']
+    if r['goal_type'] == 'max':
+        return r['fastprom'] is not None and r['fastprom'] <= r['goal']
     ok = r['speedup'] is not None and r['speedup'] >= r['goal']
     if r.get('floor_goal') is not None:
         ok = ok and r['x_floor'] <= r['floor_goal']
@@ -620,7 +702,9 @@ def goal_text(r: dict) -> str:
     if r.get('goal_text'):
         return r['goal_text']
     if r['goal_type'] == 'ratio':
-        return f"<= {r['goal']:g} (fastprom/ref)"
+        return f"<= {r['goal']:g} (fastprom/ref)" if r['prometheus_client'] is not None else f"<= {r['goal']:g}x"
+    if r['goal_type'] == 'max':
+        return f"<= {r['goal']:g} {r['unit']}"
     if r['goal_type'] == 'percent':
         return f">= {r['goal']:g}% (fastprom)"
     text = f">= {r['goal']:g}x"
@@ -640,6 +724,8 @@ def fmt_value(v: Optional[float], unit: str) -> str:
         return f'{v / 1e6:.3f} ms'
     if unit == 'MiB':
         return f'{v:.1f} MiB'
+    if unit == 's':
+        return f'{v:.3f} s'
     return f'{v:.0f}%'
 
 
@@ -762,30 +848,91 @@ def write_outputs(out: Path, rows: List[dict], info: dict, command: str) -> None
     chart(rows, out / 'speedups.png')
 
 
-def update_readme(readme: Path, rows: List[dict], info: dict, command: str) -> None:
-    """Replace what stands between the README's bench-table markers."""
-    start, end = '<!-- bench-table -->', '<!-- /bench-table -->'
+def update_readme(readme: Path, rows: List[dict], info: dict, command: str, out: Path) -> None:
+    """Replace the table of this Python version in the README (between its bench-table markers;
+    a version without a table yet gets one after the last table)."""
+    version = '.'.join(platform.python_version_tuple()[:2])
+    start, end = f'<!-- bench-table {version} -->', f'<!-- /bench-table {version} -->'
     text = readme.read_text()
-    before, rest = text.split(start, 1)
-    after = rest.split(end, 1)[1]
-    section = (f'{start}\n{info_line(info)}\n\nCommand: `{command}`\n\n{markdown_table(rows)}\n\n'
-               f'![speed-ups](benches/results/speedups.png)\n{end}')
+    root, out = readme.parent.resolve(), out.resolve()
+    picture = f'\n![speed-ups]({out.relative_to(root)}/speedups.png)\n' if out.is_relative_to(root) else '\n'
+    section = (f'{start}\n#### Python {version}\n\n{info_line(info)}\n\nCommand: `{command}`\n\n'
+               f'{markdown_table(rows)}\n{picture}{end}')
+    if start in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
+    else:
+        last_end = text.rindex('<!-- /bench-table')
+        cut = text.index('-->', last_end) + len('-->')
+        before, after = text[:cut] + '\n\n', text[cut:]
     readme.write_text(before + section + after)
+
+
+MAIN_PYTHON = (3, 11)   # the Python of the project's CI run and of benches/results/ itself
+
+
+def default_out() -> Path:
+    if sys.version_info[:2] == MAIN_PYTHON:
+        return HERE / 'results'
+    return HERE / 'results' / f'py{sys.version_info[0]}.{sys.version_info[1]}'
+
+
+def without_python_flag(argv: List[str]) -> List[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == '--python':
+            skip = True
+        elif not a.startswith('--python='):
+            out.append(a)
+    return out
+
+
+def bench_venv(python: str) -> Path:
+    """A venv for `python` with prometheus_client 0.26.0 and a fresh release wheel of fastprom
+    built for that interpreter (cargo rebuilds only what changed)."""
+    version = subprocess.run([python, '-c', 'import sys; print("%d.%d" % sys.version_info[:2])'],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    venv = HERE / '.venvs' / f'py{version}'
+    pip = [str(venv / 'bin' / 'python'), '-m', 'pip', 'install', '-q']
+    if not (venv / 'bin' / 'python').exists():
+        subprocess.run([python, '-m', 'venv', str(venv)], check=True)
+        subprocess.run(pip + ['prometheus_client==0.26.0'], check=True)
+    wheels = venv / 'wheels'
+    for old in wheels.glob('*.whl'):
+        old.unlink()
+    subprocess.run(['maturin', 'build', '--release', '-q', '-i', python, '-o', str(wheels)],
+                   cwd=HERE.parent, check=True)
+    subprocess.run(pip + ['--force-reinstall', '--no-deps', *map(str, wheels.glob('*.whl'))], check=True)
+    return venv
+
+
+def run_under(python: str, argv: List[str]) -> int:
+    """This script with `argv`, under `python` (see bench_venv)."""
+    venv = bench_venv(python)
+    return subprocess.run([str(venv / 'bin' / 'python'), str(Path(__file__).resolve()), *argv]).returncode
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--quick', action='store_true', help='fewer iterations (about 2 minutes)')
     p.add_argument('--only', help='comma-separated globs of row ids, e.g. "counter_inc,hist15_*"')
-    p.add_argument('--out', default=str(HERE / 'results'), help='output directory')
+    p.add_argument('--out', default=str(default_out()),
+                   help='output directory (default benches/results/, benches/results/pyX.Y/ on Pythons but 3.11)')
     p.add_argument('--readme', action='store_true', help="also put the table in README.md's bench-table section")
-    p.add_argument('--memory-child', nargs=3, metavar=('LIB', 'CLASS', 'N'), help=argparse.SUPPRESS)
+    p.add_argument('--python', metavar='PATH',
+                   help='run under this interpreter, in a venv of its own (benches/.venvs/) with a release '
+                        'wheel of fastprom built for it and prometheus_client 0.26.0')
+    p.add_argument('--memory-child', nargs=4, metavar=('LIB', 'CLASS', 'N', 'LABELS'), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.memory_child:
-        lib, cls, n = args.memory_child
-        memory_child(lib, cls, int(n))
+        lib, cls, n, labels = args.memory_child
+        memory_child(lib, cls, int(n), int(labels))
         return 0
+    if args.python:
+        return run_under(args.python, without_python_flag(argv if argv is not None else sys.argv[1:]))
 
     load_libs()
     cfg = QUICK if args.quick else FULL
@@ -817,7 +964,7 @@ def main(argv=None) -> int:
     write_outputs(Path(args.out), rows, info, command)
     print(f'\n{info_line(info)}\nwrote {args.out}/results.md, results.json, speedups.png')
     if args.readme:
-        update_readme(HERE.parent / 'README.md', rows, info, command)
+        update_readme(HERE.parent / 'README.md', rows, info, command, Path(args.out))
     if errors:
         print(f'{errors} row(s) failed: see "error" in the table', file=sys.stderr)
     return 1 if errors else 0

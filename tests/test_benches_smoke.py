@@ -36,3 +36,33 @@ def test_quick_counter_inc(tmp_path):
     if importlib.util.find_spec('matplotlib') is not None:
         png = (tmp_path / 'speedups.png').read_bytes()
         assert png.startswith(b'\x89PNG\r\n\x1a\n')
+
+
+def _load_runner():
+    spec = importlib.util.spec_from_file_location('bench_run', RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_gets_one_table_per_python_version(tmp_path, monkeypatch):
+    runner = _load_runner()
+    readme = tmp_path / 'README.md'
+    readme.write_text('intro\n<!-- bench-table 3.11 -->\nold 3.11 table\n<!-- /bench-table 3.11 -->\n\nclosing words\n')
+    info = {'cpu': 'cpu', 'cores': 2, 'platform': 'linux', 'python': 'x', 'fastprom': '0', 'fastprom_build': 'release',
+            'prometheus_client': '0.26.0', 'loadavg_start': 0.0}
+    for version in ('3.12', '3.11', '3.12'):
+        monkeypatch.setattr(runner.platform, 'python_version_tuple', lambda: (*version.split('.'), '1'))
+        runner.update_readme(readme, [], info, f'run {version}', tmp_path / 'results')
+    text = readme.read_text()
+    assert 'old 3.11 table' not in text
+    assert text.count('<!-- bench-table 3.12 -->') == 1 and text.count('<!-- bench-table 3.11 -->') == 1
+    assert text.index('run 3.11') < text.index('run 3.12') < text.index('closing words')
+    assert '![speed-ups](results/speedups.png)' in text
+
+
+def test_python_flag_is_not_passed_on():
+    runner = _load_runner()
+    argv = ['--quick', '--python', '/usr/bin/python3.12', '--only', 'x', '--python=/p']
+    assert runner.without_python_flag(argv) == ['--quick', '--only', 'x']

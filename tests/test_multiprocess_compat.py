@@ -685,6 +685,34 @@ def test_fastprom_env_var_set_after_import(tmp_path):
         assert not any(name.startswith('made_before') for name, _ in s)
 
 
+
+MOST_RECENT_SETS = """
+import sys
+from unittest import mock
+lib = __import__(sys.argv[1])
+child = lib.Gauge('g_recent', 'g', ['k'], multiprocess_mode='mostrecent', registry=None).labels('x')
+top = lib.Gauge('g_recent_top', 'g', multiprocess_mode='livemostrecent', registry=None)
+for clock, gauge, amount in ((1234.5, child, 7), (1300.25, child, 2.5), (1400.0, top, 1.0)):
+    with mock.patch('time.time', return_value=clock):
+        gauge.set(amount)
+"""
+
+
+def test_mostrecent_set_stamps_the_time_of_the_call(tmp_path):
+    """`set` of a mostrecent gauge (exact int and float amounts: fastprom's fast path) writes
+    `time.time()` at the call, as patched: the same entries as the reference's."""
+    written = {}
+    for lib in LIBS:
+        d = tmp_path / lib
+        d.mkdir()
+        env = {**os.environ, 'PROMETHEUS_MULTIPROC_DIR': str(d)}
+        subprocess.run([sys.executable, '-c', MOST_RECENT_SETS, lib], env=env, check=True,
+                       timeout=SCRIPT_TIMEOUT)
+        written[lib] = {split_name(f)[0]: [e[:3] for e in entries(d / f)] for f in db_files(d)}
+    assert written[IMPL] == written[REF]
+    assert [e[1:] for e in written[IMPL]['gauge_mostrecent']] == [(2.5, 1300.25)]
+    assert [e[1:] for e in written[IMPL]['gauge_livemostrecent']] == [(1.0, 1400.0)]
+
 DEPRECATION = ('prometheus_multiproc_dir variable has been deprecated in favor of the upper '
                'case naming PROMETHEUS_MULTIPROC_DIR')
 

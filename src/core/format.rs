@@ -266,6 +266,42 @@ pub fn python_float_repr(v: f64) -> String {
     String::from_utf8(out).expect("float repr is ASCII")
 }
 
+/// `floatToGoString` of a non-integer in [1e6, 1e16) (timestamps: every `_created` line) from
+/// ryu's digits as printed, `iii.fff` in this range. False, with nothing written, when the last
+/// digit may be one side of a tie that Python breaks toward the even digit (the general path
+/// decides those).
+fn write_go_positional(out: &mut Vec<u8>, v: f64) -> bool {
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(v).as_bytes();
+    let Some(point) = text.iter().position(|&b| b == b'.') else {
+        return false;
+    };
+    let (int, frac) = (&text[..point], &text[point + 1..]);
+    match frac.last() {
+        Some(b'0') | None => return false,
+        Some(last) if (last - b'0') % 2 == 1 => {
+            let digits = int
+                .iter()
+                .chain(frac)
+                .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+            let exp10 = -(frac.len() as i32);
+            if is_exact_midpoint(v, 2 * digits - 1, exp10)
+                || is_exact_midpoint(v, 2 * digits + 1, exp10)
+            {
+                return false;
+            }
+        }
+        Some(_) => {}
+    }
+    out.reserve(text.len() + 4);
+    out.push(int[0]);
+    out.push(b'.');
+    out.extend_from_slice(&int[1..]);
+    out.extend_from_slice(frac);
+    write_exponent(out, point as i32 - 1);
+    true
+}
+
 /// Writes `v` as `prometheus_client.utils.floatToGoString` does.
 pub fn write_go_float(out: &mut Vec<u8>, v: f64) {
     if v.is_nan() {
@@ -277,6 +313,9 @@ pub fn write_go_float(out: &mut Vec<u8>, v: f64) {
     } else if (1e6..1e16).contains(&v) {
         // The reference rewrites positive reprs with more than six integer digits; below 1e16
         // repr is positional, so that is exactly this range.
+        if v.fract() != 0.0 && write_go_positional(out, v) {
+            return;
+        }
         let dec = if v.fract() == 0.0 {
             Decimal::from_integer(v as u64)
         } else {
@@ -437,6 +476,9 @@ mod tests {
             let exp = (n >> 20) % 200;
             values.push(odd as f64 * 2f64.powi(exp as i32 - 100));
             values.push((n % 10_000_000_000_000_000) as f64 + 0.25 * ((n >> 60) % 4) as f64);
+            // Timestamps (`_created`): seconds since the epoch to the microsecond and finer.
+            values.push(1.6e9 + (n % 400_000_000_000_000) as f64 * 1e-6);
+            values.push(1e6 + (n % 1_000_000_000) as f64 / 64.0);
         }
         values
     }

@@ -16,6 +16,7 @@ use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::{Borrowed, PyClass};
 
 use super::metric::{Counter, Gauge, HasCore, Histogram, MetricCore, Summary};
+use super::python;
 use crate::core::family::{Child, ChildValue};
 
 type Args = *const *mut ffi::PyObject;
@@ -178,9 +179,23 @@ unsafe fn gauge_set_body(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     if let (true, 1) = plain(nargsf, kwnames) {
-        if let (Some(child), Some(n)) = (core::<Gauge>(slf).plain_gauge_child(), number(*args)) {
-            child.set(n.as_f64());
-            return none();
+        let core = core::<Gauge>(slf);
+        if let (Some(child), Some(n)) = (core.observable_child(), number(*args)) {
+            if !core.set_records_time(child) {
+                child.set(n.as_f64());
+                return none();
+            }
+            let py = Python::assume_attached();
+            return match python::time_now(py) {
+                Ok(now) => {
+                    child.set_at(n.as_f64(), now);
+                    none()
+                }
+                Err(e) => {
+                    e.restore(py);
+                    std::ptr::null_mut()
+                }
+            };
         }
     }
     forward(

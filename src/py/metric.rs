@@ -6,7 +6,6 @@
 //! method descriptors applies (it requires the exact type), and they reach the atomics in the
 //! core without a Python frame.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::buffer::PyBuffer;
@@ -17,6 +16,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::amount::{self, Amount, Arg};
+use super::attributes::{self, Attributes};
 use super::errors::{multiprocess_file_error, runtime_error, value_error};
 use super::python;
 use super::timer::Timer;
@@ -287,9 +287,8 @@ pub struct MetricCore {
     state: OnceLock<State>,
     /// `_labelvalues`: a native attribute, so children can share one attribute dict.
     labelvalues: Mutex<Option<Py<PyAny>>>,
-    /// This object's `__dict__` is its parent's template, shared with its siblings until an
-    /// attribute is set on it (then it gets its own copy first).
-    shares_attributes: AtomicBool,
+    /// The Python attributes (`_name`, `_lock`, ...): the classes have no `__dict__`.
+    attributes: Attributes,
     /// A parent's attributes for its natively created children (made at the first child).
     child_attributes: PyOnceLock<Py<PyDict>>,
     /// The amount each exemplar was recorded with, as passed (`collect()` returns it as is;
@@ -303,10 +302,25 @@ impl MetricCore {
             kind,
             state: OnceLock::new(),
             labelvalues: Mutex::new(None),
-            shares_attributes: AtomicBool::new(false),
+            attributes: Attributes::default(),
             child_attributes: PyOnceLock::new(),
             exemplar_amounts: OnceLock::new(),
         }
+    }
+
+    /// The Python objects this core holds, for the garbage collector (which never runs while
+    /// this thread holds one of the locks: no Python code runs under them).
+    fn traverse(&self, visit: &pyo3::gc::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        self.attributes.traverse(visit)?;
+        if let Some(children) = self.state.get().and_then(|s| s.children.as_ref()) {
+            visit.call(children)?;
+        }
+        if let Ok(values) = self.labelvalues.try_lock() {
+            if let Some(values) = values.as_ref() {
+                visit.call(values)?;
+            }
+        }
+        Ok(())
     }
 
     fn labelvalues(&self, slf: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -321,36 +335,13 @@ impl MetricCore {
         *self.labelvalues.lock().unwrap_or_else(|e| e.into_inner()) = value;
     }
 
-    /// Before an attribute of a child sharing its parent's template changes: a private copy.
-    fn own_attributes(&self, slf: &Bound<'_, PyAny>) -> PyResult<()> {
-        if self.shares_attributes.swap(false, Ordering::AcqRel) {
-            let py = slf.py();
-            let copy = slf
-                .getattr(intern!(py, "__dict__"))?
-                .cast_into::<PyDict>()?
-                .copy()?;
-            slf.setattr(intern!(py, "__dict__"), copy)?;
-        }
-        Ok(())
-    }
-
     /// The parent's attributes as a child's (without `_lock` and `_metrics`), made once.
     fn child_attributes<'py>(&self, slf: &Bound<'py, PyAny>) -> PyResult<&Bound<'py, PyDict>> {
         let py = slf.py();
-        let template = self
-            .child_attributes
-            .get_or_try_init(py, || -> PyResult<_> {
-                let attributes = slf
-                    .getattr(intern!(py, "__dict__"))?
-                    .cast_into::<PyDict>()?
-                    .copy()?;
-                for parent_only in [intern!(py, "_lock"), intern!(py, "_metrics")] {
-                    if attributes.contains(parent_only)? {
-                        attributes.del_item(parent_only)?;
-                    }
-                }
-                Ok(attributes.unbind())
-            })?;
+        let template = self.child_attributes.get_or_try_init(py, || {
+            let parent_only = [intern!(py, "_lock"), intern!(py, "_metrics")];
+            self.attributes.copy_without(py, &parent_only)
+        })?;
         Ok(template.bind(py))
     }
 
@@ -396,6 +387,13 @@ impl MetricCore {
             return None;
         }
         state.child.as_deref()
+    }
+
+    /// Whether this gauge's `set` records the time too: a `mostrecent` mode in a multiprocess
+    /// file (the merge keeps the latest value).
+    #[inline(always)]
+    pub fn set_records_time(&self, child: &Child) -> bool {
+        self.state.get().is_some_and(|s| s.most_recent) && child.is_mapped()
     }
 
     /// A labelled parent's dict of children and tuple of label names (borrowed pointers).
@@ -569,7 +567,6 @@ impl MetricCore {
             created,
         )?);
         let child = new_instance(py, self.kind)?;
-        child.setattr(intern!(py, "__dict__"), self.child_attributes(slf)?)?;
         let child_state = State {
             family: None,
             child: Some(cells.clone()),
@@ -582,7 +579,7 @@ impl MetricCore {
         if let Some(core) = metric_core(&child) {
             set_state(core, child_state)?;
             core.set_labelvalues(Some(key.clone().into_any().unbind()));
-            core.shares_attributes.store(true, Ordering::Release);
+            core.attributes.share(self.child_attributes(slf)?);
         }
         children.set_item(key, &child)?;
         family.insert(cells);
@@ -829,24 +826,8 @@ fn sync_children(family: &Family, children: &Bound<'_, PyDict>) {
     family.replace(cells);
 }
 
-/// `object.__setattr__` (or `__delattr__` when `value` is None).
-fn generic_setattr(
-    obj: &Bound<'_, PyAny>,
-    name: &Bound<'_, PyAny>,
-    value: Option<&Bound<'_, PyAny>>,
-) -> PyResult<()> {
-    let value = value.map_or(std::ptr::null_mut(), |v| v.as_ptr());
-    // SAFETY: valid objects; a NULL value means deletion.
-    let result = unsafe { pyo3::ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value) };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(PyErr::fetch(obj.py()))
-    }
-}
-
 /// Whether `obj`'s class is one of the four (not a subclass).
-fn is_native_class(obj: &Bound<'_, PyAny>) -> bool {
+pub fn is_native_class(obj: &Bound<'_, PyAny>) -> bool {
     use pyo3::PyTypeInfo;
     let py = obj.py();
     // SAFETY: reading the type pointer of a live object.
@@ -866,6 +847,11 @@ fn new_instance(py: Python<'_>, kind: Kind) -> PyResult<Bound<'_, PyAny>> {
         Kind::Summary => Bound::new(py, Summary { core })?.into_any(),
         Kind::Histogram => Bound::new(py, Histogram { core })?.into_any(),
     })
+}
+
+/// The attribute store of a fastprom metric object.
+pub fn attributes_of<'a>(obj: &'a Bound<'_, PyAny>) -> Option<&'a Attributes> {
+    metric_core(obj).map(|core| &core.attributes)
 }
 
 /// The four metric classes, for code generic over them.
@@ -1028,13 +1014,42 @@ macro_rules! metric_methods {
                 name: &Bound<'_, PyAny>,
                 value: &Bound<'_, PyAny>,
             ) -> PyResult<()> {
-                slf.get().core.own_attributes(slf.as_any())?;
-                generic_setattr(slf.as_any(), name, Some(value))
+                let exact = is_native_class(slf.as_any());
+                attributes::set_attribute(
+                    slf.as_any(),
+                    &slf.get().core.attributes,
+                    exact,
+                    name,
+                    Some(value),
+                )
             }
 
             fn __delattr__(slf: &Bound<'_, Self>, name: &Bound<'_, PyAny>) -> PyResult<()> {
-                slf.get().core.own_attributes(slf.as_any())?;
-                generic_setattr(slf.as_any(), name, None)
+                let exact = is_native_class(slf.as_any());
+                attributes::set_attribute(
+                    slf.as_any(),
+                    &slf.get().core.attributes,
+                    exact,
+                    name,
+                    None,
+                )
+            }
+
+            /// The attributes, as `vars()` shows them (this object's own dict from now on).
+            #[getter(__dict__)]
+            fn attribute_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+                slf.get().core.attributes.own(slf.py())
+            }
+
+            fn __traverse__(
+                &self,
+                visit: pyo3::gc::PyVisit<'_>,
+            ) -> Result<(), pyo3::PyTraverseError> {
+                self.core.traverse(&visit)
+            }
+
+            fn __clear__(&self) {
+                self.core.attributes.clear()
             }
 
             #[getter(_created)]
@@ -1055,7 +1070,7 @@ macro_rules! metric_methods {
 }
 
 /// A Counter tracks counts of events or running totals.
-#[pyclass(frozen, subclass, dict, weakref, module = "fastprom.metrics")]
+#[pyclass(frozen, subclass, weakref, module = "fastprom.metrics")]
 pub struct Counter {
     core: MetricCore,
 }
@@ -1119,7 +1134,7 @@ impl Counter {
 }
 
 /// Gauge metric, to report instantaneous values.
-#[pyclass(frozen, subclass, dict, weakref, module = "fastprom.metrics")]
+#[pyclass(frozen, subclass, weakref, module = "fastprom.metrics")]
 pub struct Gauge {
     core: MetricCore,
 }
@@ -1178,8 +1193,7 @@ impl Gauge {
     fn set(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let child = self.core.child()?;
         let value = amount::float_of(value)?;
-        // Only a multiprocess file keeps the timestamp.
-        if self.core.state()?.most_recent && child.is_mapped() {
+        if self.core.set_records_time(child) {
             child.set_at(value, python::time_now(py)?);
         } else {
             child.set(value);
@@ -1216,7 +1230,7 @@ macro_rules! observing_methods {
 }
 
 /// A Summary tracks the size and number of events.
-#[pyclass(frozen, subclass, dict, weakref, module = "fastprom.metrics")]
+#[pyclass(frozen, subclass, weakref, module = "fastprom.metrics")]
 pub struct Summary {
     core: MetricCore,
 }
@@ -1246,7 +1260,7 @@ impl Summary {
 }
 
 /// A Histogram tracks the size and number of events in buckets.
-#[pyclass(frozen, subclass, dict, weakref, module = "fastprom.metrics")]
+#[pyclass(frozen, subclass, weakref, module = "fastprom.metrics")]
 pub struct Histogram {
     core: MetricCore,
 }

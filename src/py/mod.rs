@@ -1,6 +1,7 @@
 //! The binding layer: `fastprom._native`. It only converts between Python and the core.
 
 mod amount;
+mod attributes;
 mod decorators;
 mod errors;
 mod fastcall;

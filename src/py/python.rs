@@ -37,10 +37,25 @@ pub fn remember_time_builtin(py: Python<'_>) -> PyResult<()> {
 }
 
 /// `time.time()`. The builtin reads CLOCK_REALTIME, as `SystemTime` does, so it is only called
-/// when something replaced it (tests patch `time.time`).
+/// when something replaced it (tests patch `time.time`). The check reads the `time` module's
+/// dict directly: hot paths (`set` of a `mostrecent` gauge, new children) come here.
 pub fn time_now(py: Python<'_>) -> PyResult<f64> {
-    static CELL: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    let function = module(py, &CELL, "time")?.getattr(intern!(py, "time"))?;
+    static TIME_DICT: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+    let namespace = TIME_DICT
+        .get_or_try_init(py, || -> PyResult<_> {
+            Ok(py.import("time")?.dict().unbind())
+        })?
+        .bind(py);
+    let function = match namespace.get_item(intern!(py, "time"))? {
+        Some(function) => function,
+        None => {
+            return py
+                .import("time")?
+                .getattr(intern!(py, "time"))?
+                .call0()?
+                .extract()
+        }
+    };
     if TIME_BUILTIN
         .get(py)
         .is_some_and(|builtin| function.is(builtin.bind(py)))
