@@ -32,9 +32,9 @@ def wanted() -> bool:
 
 
 class _Stored:
-    """An attribute kept in the instance's `__dict__`, in front of the native class's own
-    (`_value`, `_sum`, ... are native views on the cells, which these metrics do not use).
-    Having no `__set__`, it lets CPython read and write the instance's entry directly."""
+    """An attribute the metric keeps itself, in front of the native class's own (`_value`,
+    `_sum`, ... are native views on the cells, which these metrics do not use). Having no
+    `__set__`, it lets a set store the value with the metric's other attributes."""
 
     def __set_name__(self, owner, name):
         self._name = name
@@ -75,8 +75,8 @@ class _PythonValues:
         return {}
 
     def _raise_if_not_observable(self):
-        # Read as a plain attribute: `_labelvalues` is a native property, slower to reach.
-        if not self.__dict__.get('_observable', True):
+        # A flag set with the children dict: `_labelvalues` is a native property, slower to reach.
+        if not getattr(self, '_observable', True):
             _metrics_module.MetricWrapperBase._raise_if_not_observable(self)
 
     def _link_child(self, labelvalues, child):

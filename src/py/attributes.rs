@@ -277,7 +277,8 @@ fn is_data_descriptor(value: &Bound<'_, PyAny>) -> bool {
 /// `setattr(obj, name, value)` (`delattr` when `value` is None) for an instance of one of the
 /// four classes themselves: data descriptors of the class (`_labelvalues`, `_created`) as
 /// usual, any other name in the store, with a descriptor installed on the class at its first
-/// use. Subclass instances go the usual way (their descriptors lead to the store too).
+/// use. Subclass instances with a `__dict__` go the usual way (their descriptors lead to the
+/// store too); those of a subclass without one (`__slots__ = ()`) use the store.
 pub fn set_attribute(
     obj: &Bound<'_, PyAny>,
     store: &Attributes,
@@ -285,7 +286,7 @@ pub fn set_attribute(
     name: &Bound<'_, PyAny>,
     value: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
-    if !exact_class {
+    if !exact_class && real_dict(obj).is_some() {
         return generic_setattr(obj, name, value);
     }
     let Ok(name) = name.cast::<PyString>() else {
