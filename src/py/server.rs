@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 
 use super::errors::{runtime_error, value_error, Error};
 use super::render::{gather, write_items, Format, Item};
+use crate::core::fork;
 use crate::core::http::{Handler, Limits, Request, Response, Server};
 use crate::core::model::Escaping;
 
@@ -50,6 +51,24 @@ pub fn settings_changed() {
 pub struct MetricsServer {
     server: Arc<Server>,
     handler: Arc<ScrapeHandler>,
+    /// The process that made the server. A forked child inherits the object but not the
+    /// runtime's threads: there it serves nothing, and stopping or dropping it touches nothing
+    /// those threads may have left locked.
+    owner: u32,
+}
+
+impl MetricsServer {
+    fn inherited(&self) -> bool {
+        self.owner != std::process::id()
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        if self.inherited() {
+            std::mem::forget(self.server.clone());
+        }
+    }
 }
 
 #[pymethods]
@@ -73,11 +92,15 @@ impl MetricsServer {
         Ok(MetricsServer {
             server: Arc::new(server),
             handler: Arc::new(handler),
+            owner: std::process::id(),
         })
     }
 
     /// Serves until `shutdown`, without the GIL.
     fn serve_forever(&self, py: Python<'_>) {
+        if self.inherited() {
+            return;
+        }
         let handler: Arc<dyn Handler> = self.handler.clone();
         py.detach(|| self.server.serve(handler));
     }
@@ -91,17 +114,24 @@ impl MetricsServer {
             }
             t => t.map(std::time::Duration::from_secs_f64),
         };
+        if self.inherited() {
+            return Ok(false);
+        }
         let handler: Arc<dyn Handler> = self.handler.clone();
         Ok(py.detach(|| self.server.serve_one(handler, timeout)))
     }
 
     fn shutdown(&self) {
-        self.server.shutdown();
+        if !self.inherited() {
+            self.server.shutdown();
+        }
     }
 
     /// Stops serving and closes the listening socket.
     fn close(&self, py: Python<'_>) {
-        py.detach(|| self.server.close());
+        if !self.inherited() {
+            py.detach(|| self.server.close());
+        }
     }
 
     fn fileno(&self) -> i64 {
@@ -209,8 +239,8 @@ impl ScrapeHandler {
     }
 
     fn negotiate(&self, accept: &str) -> Option<Negotiated> {
-        if let Some(known) = lock(&self.negotiated).get(accept) {
-            return Some(known.clone());
+        if let Some(known) = self.known_accept(accept) {
+            return Some(known);
         }
         let negotiated = with_python(|py| {
             let exposition = py.import("fastprom.exposition")?;
@@ -232,11 +262,17 @@ impl ScrapeHandler {
                 content_type,
             })
         })?;
+        let _fork_guard = fork::guard();
         let mut known = lock(&self.negotiated);
         if known.len() < MAX_REMEMBERED_ACCEPT_HEADERS {
             known.insert(accept.to_string(), negotiated.clone());
         }
         Some(negotiated)
+    }
+
+    fn known_accept(&self, accept: &str) -> Option<Negotiated> {
+        let _fork_guard = fork::guard();
+        lock(&self.negotiated).get(accept).cloned()
     }
 
     fn render(&self, format: Format, escaping: Escaping) -> Option<Vec<u8>> {
@@ -257,6 +293,7 @@ impl ScrapeHandler {
     fn cached_items(&self) -> Option<Vec<Item>> {
         let generation = self.generation.as_ref()?.load(Ordering::Acquire);
         let settings = SETTINGS.load(Ordering::Acquire);
+        let _fork_guard = fork::guard();
         let plan = lock(&self.plan);
         let plan = plan.as_ref()?;
         let valid = plan.generation == generation && plan.settings == settings;
@@ -330,6 +367,11 @@ fn with_python<T>(f: impl FnOnce(Python<'_>) -> PyResult<T>) -> Option<T> {
     };
     ATTACHED.fetch_sub(1, Ordering::SeqCst);
     result
+}
+
+/// In a forked child: the parent's server threads, counted in `ATTACHED`, do not exist.
+pub fn after_fork_in_child() {
+    ATTACHED.store(0, Ordering::SeqCst);
 }
 
 /// At interpreter exit (atexit): server threads no longer enter Python, and those inside it are

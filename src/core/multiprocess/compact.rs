@@ -23,8 +23,22 @@ pub const LOCK_FILE: &str = ".fastprom.lock";
 const ARCHIVE: &str = "archive";
 
 /// A `flock` on the directory's lock file, released on drop.
+///
+/// The lock belongs to the open file, which a forked child shares: closing the descriptor
+/// would not release it while a child still has its copy, so the owner unlocks explicitly,
+/// and a child (which never took it) only closes its copy.
 pub struct DirectoryLock {
-    _file: File,
+    file: File,
+    owner: u32,
+}
+
+impl Drop for DirectoryLock {
+    fn drop(&mut self) {
+        if self.owner == std::process::id() {
+            // SAFETY: flock on a descriptor we own.
+            unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
 }
 
 impl DirectoryLock {
@@ -45,7 +59,10 @@ impl DirectoryLock {
         loop {
             // SAFETY: flock on a descriptor we own.
             if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-                return Ok(DirectoryLock { _file: file });
+                return Ok(DirectoryLock {
+                    file,
+                    owner: std::process::id(),
+                });
             }
             let error = io::Error::last_os_error();
             if error.kind() != io::ErrorKind::Interrupted {
