@@ -4,11 +4,12 @@
 starts the busy work of SCENARIO, then forks FORKS times, one child at a time. Each child
 records, scrapes and serves, then exits the normal way (atexit handlers, finalization). The
 parent gives each child CHILD_DEADLINE seconds; a child still running then is killed and
-counted as stuck. The last line printed is a JSON report.
+counted as stuck (with FORK_SCENARIO_GDB set, gdb prints its Python stack first). The last
+line printed is a JSON report.
 
 Scenarios:
   render       a thread renders the registry with generate_latest, over and over
-  server       the native server serves the registry; another process scrapes it nonstop
+  server       the native server serves the registry; other processes scrape it nonstop
   multiprocess a thread scrapes a MultiProcessCollector (PROMETHEUS_MULTIPROC_DIR set by the
                caller); while each child is alive, another process compacts the directory and
                must not wait for the child
@@ -26,6 +27,8 @@ import urllib.request
 CHILD_DEADLINE = 5.0
 COMPACTION_DEADLINE = 5.0
 SERVED_SERIES_MAX = 20_000
+# Scraper processes: together they keep the server rendering most of the time.
+SCRAPERS = 3
 
 SCRAPER = r'''
 import http.client, sys, time
@@ -195,8 +198,9 @@ def main():
         busy_thread(lambda: generate_latest(metrics.registry), stop)
     elif scenario == 'server':
         server, _ = start_http_server(0, addr='127.0.0.1', registry=metrics.registry)
-        helpers.append(subprocess.Popen(
-            [sys.executable, '-c', SCRAPER, str(server.server_port), '120']))
+        helpers.extend(
+            subprocess.Popen([sys.executable, '-c', SCRAPER, str(server.server_port), '120'])
+            for _ in range(SCRAPERS))
         time.sleep(0.5)
     elif scenario == 'multiprocess':
         busy_thread(lambda: generate_latest(scrape_registry(metrics)), stop)

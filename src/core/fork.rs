@@ -84,7 +84,11 @@ fn wait_while(busy: impl Fn() -> bool) {
 /// Before `fork()`: keeps new sections out and waits until the current ones end. The calling
 /// thread must hold no guard.
 pub fn before_fork() {
-    debug_assert_eq!(DEPTH.with(Cell::get), 0, "fork from inside a guarded section");
+    debug_assert_eq!(
+        DEPTH.with(Cell::get),
+        0,
+        "fork from inside a guarded section"
+    );
     FORKING.store(true, Ordering::SeqCst);
     wait_while(|| ACTIVE.load(Ordering::SeqCst) != 0);
 }
@@ -160,7 +164,11 @@ mod tests {
             })
         };
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(entered.load(Ordering::SeqCst), 0, "a section started mid-fork");
+        assert_eq!(
+            entered.load(Ordering::SeqCst),
+            0,
+            "a section started mid-fork"
+        );
         after_fork_in_parent();
         late.join().unwrap();
         assert_eq!(entered.load(Ordering::SeqCst), 1);

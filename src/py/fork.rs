@@ -36,7 +36,10 @@ pub fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     let handlers = PyDict::new(py);
     handlers.set_item("before", wrap_pyfunction!(before_fork, m)?)?;
-    handlers.set_item("after_in_parent", wrap_pyfunction!(after_fork_in_parent, m)?)?;
+    handlers.set_item(
+        "after_in_parent",
+        wrap_pyfunction!(after_fork_in_parent, m)?,
+    )?;
     handlers.set_item("after_in_child", wrap_pyfunction!(after_fork_in_child, m)?)?;
     py.import("os")?
         .getattr("register_at_fork")?
