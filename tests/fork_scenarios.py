@@ -12,7 +12,9 @@ Scenarios:
   server       the native server serves the registry; other processes scrape it nonstop
   multiprocess a thread scrapes a MultiProcessCollector (PROMETHEUS_MULTIPROC_DIR set by the
                caller); while each child is alive, another process compacts the directory and
-               must not wait for the child
+               must not wait for it
+  multiprocess-server   other processes scrape a MultiProcessCollector through the native
+               server (its threads run the collector in Python)
 """
 import json
 import os
@@ -80,8 +82,17 @@ def scrape_registry(metrics):
     return registry
 
 
+def scrape_forever(url):
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=CHILD_DEADLINE).read()
+        except OSError:
+            time.sleep(0.01)
+
+
 def child_work(metrics):
-    """Records, scrapes and serves; raises when something is missing."""
+    """Records, scrapes and serves; raises when something is missing. Returns with its server
+    running and a thread scraping it, as a worker process ends."""
     from fastprom import generate_latest, start_http_server
     metrics.big.labels('child').inc()
     metrics.big.labels('0').inc()
@@ -89,13 +100,15 @@ def child_work(metrics):
     metrics.histogram.labels('a').observe(0.3)
     body = generate_latest(scrape_registry(metrics))
     assert b'series_total{i="child"}' in body, 'the child scraped without its own series'
-    server, _ = start_http_server(0, addr='127.0.0.1', registry=metrics.served)
+    served = metrics.served
+    if 'PROMETHEUS_MULTIPROC_DIR' in os.environ:
+        served = scrape_registry(metrics)
+    server, _ = start_http_server(0, addr='127.0.0.1', registry=served)
     url = f'http://127.0.0.1:{server.server_port}/metrics'
     with urllib.request.urlopen(url, timeout=CHILD_DEADLINE) as response:
-        served = response.read()
-    assert b'_total' in served, 'the child served no series'
-    server.shutdown()
-    server.server_close()
+        assert b'_total' in response.read(), 'the child served no series'
+    threading.Thread(target=scrape_forever, args=(url,), daemon=True).start()
+    time.sleep(0.02)
 
 
 def wait_for(pid, deadline):
@@ -187,9 +200,19 @@ def busy_thread(work, stop):
     return thread
 
 
+def serve_and_scrape(registry):
+    """Serves `registry` natively; other processes scrape it nonstop."""
+    from fastprom import start_http_server
+    server, _ = start_http_server(0, addr='127.0.0.1', registry=registry)
+    scrapers = [subprocess.Popen([sys.executable, '-c', SCRAPER, str(server.server_port), '120'])
+                for _ in range(SCRAPERS)]
+    time.sleep(0.5)
+    return scrapers
+
+
 def main():
     scenario, forks, series = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    from fastprom import generate_latest, start_http_server
+    from fastprom import generate_latest
     metrics = Metrics(series)
     stop = threading.Event()
     helpers = []
@@ -197,14 +220,12 @@ def main():
     if scenario == 'render':
         busy_thread(lambda: generate_latest(metrics.registry), stop)
     elif scenario == 'server':
-        server, _ = start_http_server(0, addr='127.0.0.1', registry=metrics.registry)
-        helpers.extend(
-            subprocess.Popen([sys.executable, '-c', SCRAPER, str(server.server_port), '120'])
-            for _ in range(SCRAPERS))
-        time.sleep(0.5)
+        helpers = serve_and_scrape(metrics.registry)
     elif scenario == 'multiprocess':
         busy_thread(lambda: generate_latest(scrape_registry(metrics)), stop)
         compactor = Compactor(os.environ['PROMETHEUS_MULTIPROC_DIR'])
+    elif scenario == 'multiprocess-server':
+        helpers = serve_and_scrape(scrape_registry(metrics))
     else:
         raise SystemExit(f'unknown scenario {scenario}')
     report = {'scenario': scenario, 'forks': forks, 'series': series, 'ok': 0, 'stuck': 0,

@@ -48,6 +48,10 @@ def test_children_of_a_multiprocess_scrape_and_compactions_never_wait_for_them(t
     run_scenario('multiprocess', SCRAPED_SERIES, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
 
 
+def test_children_of_a_process_serving_a_multiprocess_collector(tmp_path):
+    run_scenario('multiprocess-server', SCRAPED_SERIES, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+
+
 def exclusive_lock_is_free(directory):
     """Whether another open file description could take the directory lock right now."""
     with open(directory / LOCK_FILE, 'a') as other:
@@ -139,3 +143,49 @@ print(os.waitstatus_to_exitcode(status))
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stdout.split() == ['0'], result.stderr[-4000:]
 
+
+
+def test_a_child_exits_without_counting_its_parents_server_threads():
+    # At exit, fastprom waits (up to 2 s) for server threads inside Python, so none is caught
+    # in a finalizing interpreter (that aborts the process). A child inherited the count of
+    # its parent's threads inside Python, threads it does not have: it always waited the 2 s
+    # and then finalized while its own server thread ran a collector, and died with SIGABRT.
+    script = r'''
+import os, sys, threading, time, urllib.request
+from fastprom import CollectorRegistry, start_http_server
+from fastprom.metrics_core import GaugeMetricFamily
+
+class Slow:
+    def collect(self):
+        time.sleep(0.3)
+        yield GaugeMetricFamily('slow', 'A collector that takes its time.', value=1)
+
+def serve_and_scrape():
+    registry = CollectorRegistry()
+    registry.register(Slow())
+    server, _ = start_http_server(0, addr='127.0.0.1', registry=registry)
+    url = f'http://127.0.0.1:{server.server_port}/metrics'
+    def scrape():
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=10).read()
+            except OSError:
+                time.sleep(0.01)
+    threading.Thread(target=scrape, daemon=True).start()
+
+serve_and_scrape()
+time.sleep(0.1)
+for _ in range(3):
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        serve_and_scrape()
+        time.sleep(0.1)
+        sys.exit(0)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), time.monotonic() - started < 1.5)
+'''
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.split() == ['0', 'True'] * 3, (result.stdout, result.stderr[-4000:])
