@@ -192,6 +192,11 @@ def fork_once(metrics, report, compactor):
 
 
 def busy_thread(work, stop):
+    # Once before the thread starts: a fork while another thread imports a module for the
+    # first time leaves the child waiting on that module's import lock (CPython's, whatever
+    # the library).
+    work()
+
     def loop():
         while not stop.is_set():
             work()
