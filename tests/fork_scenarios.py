@@ -179,7 +179,8 @@ def fork_once(metrics, report, compactor):
     os.close(ready_r)
     if status is None:
         if os.environ.get('FORK_SCENARIO_GDB'):
-            os.system(f'gdb -p {pid} -batch -ex "set auto-load safe-path /" -ex "py-bt" >&2 2>/dev/null')
+            gdb = '-ex "set auto-load safe-path /" -ex "py-bt"'
+            os.system(f'gdb -p {pid} -batch {gdb} >&2 2>/dev/null')
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         report['stuck'] += 1

@@ -4,11 +4,11 @@ serves and exits; and a compaction in another process never waits for a child.
 
 The fork scenarios run in tests/fork_scenarios.py, one subprocess each, so that the children
 exit the normal way. Each child renders the registry and exits (finalizing every object the
-parent made, copied on write), so a child costs about 0.8 s over 100k series even in a release
-build: the scenarios run 50 forks each to stay under a minute, over 100k series in a release
-build and 10k in a debug one (which renders about ten times slower; the busy thread holds the
-same locks for the same share of its time, so a fork still lands inside them).
-FASTPROM_FORK_TEST_FORKS=200 runs the issue's count.
+parent made, copied on write): about 0.8 s a child over 100k series even in a release build.
+So each scenario runs 50 forks, over 50k series in a release build and 10k in a debug one
+(about ten times slower), to stay under a minute; the busy thread holds the same locks for the
+same share of its time at any size, so a fork still lands inside them. The issue's 200 forks
+over 100k series: FASTPROM_FORK_TEST_FORKS=200 FASTPROM_FORK_TEST_SERIES=100000.
 """
 import fcntl
 import json
@@ -22,7 +22,7 @@ from fastprom import _native
 
 RELEASE = _native.build_profile == 'release'
 FORKS = int(os.environ.get('FASTPROM_FORK_TEST_FORKS', 50))
-RENDER_SERIES = 100_000 if RELEASE else 10_000
+RENDER_SERIES = int(os.environ.get('FASTPROM_FORK_TEST_SERIES', 50_000 if RELEASE else 10_000))
 SCRAPED_SERIES = 5_000 if RELEASE else 1_000
 SCENARIOS = Path(__file__).with_name('fork_scenarios.py')
 LOCK_FILE = '.fastprom.lock'
