@@ -128,6 +128,7 @@ class Compactor:
     def __init__(self, directory):
         self.process = subprocess.Popen([sys.executable, '-c', COMPACTOR, directory],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.late = False
 
     def compacts_within(self, seconds):
         self.process.stdin.write(b'go\n')
@@ -141,7 +142,7 @@ class Compactor:
         return True
 
     def catch_up(self):
-        if getattr(self, 'late', False):
+        if self.late:
             self.late = False
             self.process.stdout.readline()
 
