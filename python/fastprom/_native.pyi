@@ -174,7 +174,6 @@ class MetricsServer:
 
 # Multiprocess mode.
 
-def multiprocess_after_fork() -> None: ...
 def compact_directory(path: str, pids: Optional[List[int]] = None) -> int: ...
 
 @final

@@ -102,10 +102,6 @@ def _multiprocess_storage():
     return (directory, None) if directory else None
 
 
-# A forked child writes its own multiprocess files, from zero, as the reference's children do.
-os.register_at_fork(after_in_child=_native.multiprocess_after_fork)
-
-
 class MetricWrapperBase(Collector):
     _type: Optional[str] = None
     _reserved_labelnames: Sequence[str] = ()

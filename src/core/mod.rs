@@ -4,6 +4,7 @@ pub mod cell;
 pub mod counter;
 pub mod escape;
 pub mod family;
+pub mod fork;
 pub mod format;
 pub mod hotcold;
 pub mod http;

@@ -332,7 +332,12 @@ impl MetricCore {
     }
 
     fn set_labelvalues(&self, value: Option<Py<PyAny>>) {
-        *self.labelvalues.lock().unwrap_or_else(|e| e.into_inner()) = value;
+        // The old value is freed after the lock is released (a finalizer may run Python).
+        let old = std::mem::replace(
+            &mut *self.labelvalues.lock().unwrap_or_else(|e| e.into_inner()),
+            value,
+        );
+        drop(old);
     }
 
     /// The parent's attributes as a child's (without `_lock` and `_metrics`), made once.
@@ -723,7 +728,11 @@ impl MetricCore {
             if amounts.len() <= slot {
                 amounts.resize_with(slot + 1, || None);
             }
-            amounts[slot] = Some(amount);
+            let replaced = amounts[slot].replace(amount);
+            drop(amounts);
+            // Freed after unlocking: a finalizer runs Python, which may hand the GIL to a
+            // thread that forks, and no lock may be held then (see core::fork).
+            drop(replaced);
             self.child()?.set_exemplar(slot, exemplar);
         }
         Ok(())

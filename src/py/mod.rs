@@ -5,6 +5,7 @@ mod attributes;
 mod decorators;
 mod errors;
 mod fastcall;
+mod fork;
 mod metric;
 mod multiprocess;
 mod parse;
@@ -91,7 +92,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::MetricsServer>()?;
     m.add_function(wrap_pyfunction!(server::settings_changed, m)?)?;
     m.add_function(wrap_pyfunction!(server::drain_at_exit, m)?)?;
-    m.add_function(wrap_pyfunction!(multiprocess::multiprocess_after_fork, m)?)?;
+    fork::install(m)?;
     m.add_function(wrap_pyfunction!(multiprocess::compact_directory, m)?)?;
     m.add_class::<multiprocess::SharedDirectoryLock>()?;
     m.add_class::<multiprocess::MultiProcessReader>()?;

@@ -1,5 +1,4 @@
-//! Multiprocess mode's bindings: the fork hook, the collector's reader, compaction and the
-//! directory lock.
+//! Multiprocess mode's bindings: the collector's reader, compaction and the directory lock.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,17 +10,11 @@ use pyo3::types::{PyDict, PyList};
 
 use super::errors::multiprocess_file_error;
 use super::python;
+use crate::core::fork;
 use crate::core::model::OwnedFamily;
 use crate::core::multiprocess::compact::{compact, DirectoryLock};
 use crate::core::multiprocess::file::FileCache;
-use crate::core::multiprocess::mapped;
 use crate::core::multiprocess::merge::{merge, sorted_for_render, Merged};
-
-/// `os.register_at_fork(after_in_child=...)`: the child's metrics move to its own files.
-#[pyfunction]
-pub fn multiprocess_after_fork() -> PyResult<()> {
-    mapped::after_fork_in_child().map_err(multiprocess_file_error)
-}
 
 /// Folds dead processes' files into the archives (all dead ones when `pids` is None).
 #[pyfunction]
@@ -155,6 +148,7 @@ impl MultiProcessReader {
 impl MultiProcessReader {
     fn read(&self, py: Python<'_>, files: &[PathBuf], accumulate: bool) -> Merged {
         py.detach(|| {
+            let _fork_guard = fork::guard();
             forget_deleted_directories(&mut directory_caches());
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             merge(files, accumulate, &mut cache)

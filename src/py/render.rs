@@ -22,7 +22,7 @@ use crate::core::model::{
     Escaping, Exemplar, FamilySource, MetricType, NativeHistogram, OwnedFamily, OwnedSample,
     RenderError, Sample, SampleTimestamp,
 };
-use crate::core::{openmetrics, protobuf, text};
+use crate::core::{fork, openmetrics, protobuf, text};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Format {
@@ -117,6 +117,8 @@ pub(super) fn write_items(
     escaping: Escaping,
     format: Format,
 ) -> Result<Vec<u8>, RenderError> {
+    // Snapshots of children, exemplars and histograms take their locks.
+    let _fork_guard = fork::guard();
     let sources: Vec<Source> = items.into_iter().map(Source::of).collect();
     let sources: Vec<&dyn FamilySource> = sources.iter().map(Source::family).collect();
     let mut out = Vec::with_capacity(4096);

@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use super::errors::{runtime_error, value_error, Error};
 use super::render::{gather, write_items, Format, Item};
 use super::scrape::{bake_for_server, gzip, render_format};
+use crate::core::fork;
 use crate::core::http::{Handler, Limits, Request, Response, Server};
 use crate::core::model::Escaping;
 use crate::core::negotiate;
@@ -48,6 +49,24 @@ pub fn settings_changed() {
 pub struct MetricsServer {
     server: Arc<Server>,
     handler: Arc<ScrapeHandler>,
+    /// The process that made the server. A forked child inherits the object but not the
+    /// runtime's threads: there it serves nothing, and stopping or dropping it touches nothing
+    /// those threads may have left locked.
+    owner: u32,
+}
+
+impl MetricsServer {
+    fn inherited(&self) -> bool {
+        self.owner != std::process::id()
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        if self.inherited() {
+            std::mem::forget(self.server.clone());
+        }
+    }
 }
 
 #[pymethods]
@@ -70,11 +89,15 @@ impl MetricsServer {
         Ok(MetricsServer {
             server: Arc::new(server),
             handler: Arc::new(handler),
+            owner: std::process::id(),
         })
     }
 
     /// Serves until `shutdown`, without the GIL.
     fn serve_forever(&self, py: Python<'_>) {
+        if self.inherited() {
+            return;
+        }
         let handler: Arc<dyn Handler> = self.handler.clone();
         py.detach(|| self.server.serve(handler));
     }
@@ -88,17 +111,24 @@ impl MetricsServer {
             }
             t => t.map(std::time::Duration::from_secs_f64),
         };
+        if self.inherited() {
+            return Ok(false);
+        }
         let handler: Arc<dyn Handler> = self.handler.clone();
         Ok(py.detach(|| self.server.serve_one(handler, timeout)))
     }
 
     fn shutdown(&self) {
-        self.server.shutdown();
+        if !self.inherited() {
+            self.server.shutdown();
+        }
     }
 
     /// Stops serving and closes the listening socket.
     fn close(&self, py: Python<'_>) {
-        py.detach(|| self.server.close());
+        if !self.inherited() {
+            py.detach(|| self.server.close());
+        }
     }
 
     fn fileno(&self) -> i64 {
@@ -237,6 +267,7 @@ impl ScrapeHandler {
     fn cached_items(&self) -> Option<Vec<Item>> {
         let generation = self.generation.as_ref()?.load(Ordering::Acquire);
         let settings = SETTINGS.load(Ordering::Acquire);
+        let _fork_guard = fork::guard();
         let plan = lock(&self.plan);
         let plan = plan.as_ref()?;
         let valid = plan.generation == generation && plan.settings == settings;
@@ -318,6 +349,11 @@ fn with_python<T>(f: impl FnOnce(Python<'_>) -> PyResult<T>) -> Option<T> {
     };
     ATTACHED.fetch_sub(1, Ordering::SeqCst);
     result
+}
+
+/// In a forked child: the parent's server threads, counted in `ATTACHED`, do not exist.
+pub fn after_fork_in_child() {
+    ATTACHED.store(0, Ordering::SeqCst);
 }
 
 /// At interpreter exit (atexit): server threads no longer enter Python, and those inside it are

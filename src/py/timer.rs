@@ -204,7 +204,12 @@ impl Timer {
         let child = self
             .metric(py)
             .call_method(py, intern!(py, "labels"), args.clone(), kwargs)?;
-        *self.metric.lock().unwrap_or_else(|e| e.into_inner()) = child;
+        // The old metric is freed after the lock is released (a finalizer may run Python).
+        let old = std::mem::replace(
+            &mut *self.metric.lock().unwrap_or_else(|e| e.into_inner()),
+            child,
+        );
+        drop(old);
         Ok(())
     }
 

@@ -23,8 +23,21 @@ const ARCHIVE: &str = "archive";
 
 /// A lock on the directory's lock file (`flock` on Unix, `LockFileEx` on Windows), released
 /// on drop.
+///
+/// The lock belongs to the open file, which a forked child shares: closing the descriptor
+/// would not release it while a child still has its copy, so the owner unlocks explicitly,
+/// and a child (which never took it) only closes its copy.
 pub struct DirectoryLock {
-    _file: File,
+    file: File,
+    owner: u32,
+}
+
+impl Drop for DirectoryLock {
+    fn drop(&mut self) {
+        if self.owner == std::process::id() {
+            let _ = self.file.unlock();
+        }
+    }
 }
 
 impl DirectoryLock {
@@ -46,7 +59,7 @@ impl DirectoryLock {
             Err(e) if matches!(e.kind(), NotFound | PermissionDenied | ReadOnlyFilesystem) => {
                 match File::open(directory.join(LOCK_FILE)) {
                     Ok(file) => lock_retrying(&file, File::lock_shared)
-                        .map(|()| Some(DirectoryLock { _file: file })),
+                        .map(|()| Some(DirectoryLock::held(file))),
                     Err(_) => Ok(None),
                 }
             }
@@ -61,7 +74,15 @@ impl DirectoryLock {
             .write(true)
             .open(directory.join(LOCK_FILE))?;
         lock_retrying(&file, lock)?;
-        Ok(DirectoryLock { _file: file })
+        Ok(DirectoryLock::held(file))
+    }
+
+    /// A lock this process took on `file`.
+    fn held(file: File) -> DirectoryLock {
+        DirectoryLock {
+            file,
+            owner: std::process::id(),
+        }
     }
 }
 
