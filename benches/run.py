@@ -14,6 +14,7 @@ import argparse
 import fnmatch
 import gc
 import importlib
+import itertools
 import importlib.metadata
 import json
 import os
@@ -195,6 +196,38 @@ def _noop():
     pass
 
 
+OBJECTIVES = {0.5: 0.05, 0.9: 0.01, 0.99: 0.001}
+VARIED = [random.Random(16).random() for _ in range(4096)]
+
+
+def varied(build):
+    """`m.observe(...)` over 4,096 fixed pseudo-random values in [0, 1), the same for both."""
+    return lambda L: ('m.observe(next(v))', {'m': build(L), 'v': itertools.cycle(VARIED)})
+
+
+def fastprom_only(**kwargs):
+    """The arguments for fastprom's metric; the reference's takes none of them."""
+    return lambda L: kwargs if L.name == 'fastprom' else {}
+
+
+INLINE = {
+    'count_exceptions': 'try:\n    f()\nexcept Exception:\n    m.inc()\n    raise',
+    'track_inprogress': 'm.inc()\ntry:\n    f()\nfinally:\n    m.dec()',
+    'time': 't0 = perf_counter()\nf()\nm.observe(perf_counter() - t0)',
+}
+
+
+def decorated_vs_inline(method, cls):
+    """fastprom's decorated `f()` against the same code written inline, also with fastprom:
+    the prometheus_client column of these rows holds the inline code."""
+    def setup(L):
+        metric = make(FP, cls)
+        if L.name == 'fastprom':
+            return 'w()', {'w': getattr(metric, method)()(_noop)}
+        return INLINE[method], {'m': metric, 'f': _noop, 'perf_counter': time.perf_counter}
+    return setup
+
+
 def hist(buckets=None):
     kw = {'buckets': buckets} if buckets else {}
     return lambda L: make(L, 'Histogram', **kw)
@@ -248,6 +281,17 @@ CASES: List[Case] = [
     micro('deco_track_inprogress', '@g.track_inprogress() f()', 5, 'w()',
           lambda L: make(L, 'Gauge').track_inprogress()(_noop)),
     micro('deco_time', '@h.time() f()', 5, 'w()', lambda L: hist()(L).time()(_noop)),
+    *[Case(f'deco_{method}_vs_inline', f'@{method}() f() vs the same code inline (both fastprom)',
+           round(1 / 1.5, 2), 'micro', decorated_vs_inline(method, cls))
+      for method, cls in (('count_exceptions', 'Counter'), ('track_inprogress', 'Gauge'),
+                          ('time', 'Histogram'))],
+    Case('summary_quantiles_observe', 'Summary.observe, 3 objectives (reference: no quantiles)', 5, 'micro',
+         varied(lambda L: make(L, 'Summary', **fastprom_only(objectives=OBJECTIVES)(L)))),
+    Case('native_histogram_observe', 'Histogram.observe, native buckets (reference: classic)', 15, 'micro',
+         varied(lambda L: make(L, 'Histogram', **fastprom_only(native_histogram_bucket_factor=1.1)(L)))),
+    Case('native_vs_classic_observe', 'native Histogram.observe vs classic (both fastprom)', round(1 / 1.5, 2),
+         'micro', varied(lambda L: make(FP, 'Histogram',
+                                        **fastprom_only(native_histogram_bucket_factor=1.1)(L)))),
     Case('labels_new_counter', 'labels(...) creating a Counter child', 20, 'create', new_children('Counter')),
     Case('labels_new_histogram', 'labels(...) creating a Histogram child', 20, 'create', new_children('Histogram')),
     Case('labels_new_counter_1k', 'labels(...) creating a Counter child, 10^3 children', 20, 'create',

@@ -58,11 +58,14 @@ KNOWN_DIFFERENCES = {
     'prometheus_client.mmap_dict.mmap_key':
         'fastprom accepts any sequence of label names and values, not only lists',
 }
-# Summary takes keyword-only quantile objectives and a window (issue 16), beyond the
-# reference's arguments.
+# Summary takes keyword-only quantile objectives and a window (issue 16), Histogram keyword-only
+# native histogram settings (issue 15), beyond the reference's arguments.
 KNOWN_DIFFERENCES.update(
-    {f'prometheus_client.{module}Summary': 'Summary also takes objectives= and a window'
-     for module in ('', 'metrics.', 'core.')})
+    {f'prometheus_client.{module}{name}': f'{name} also takes {what}'
+     for module in ('', 'metrics.', 'core.')
+     for name, what in (('Summary', 'objectives= and a window'),
+                        ('Histogram', 'the native_histogram_* settings'),
+                        ('Histogram.__init__', 'the native_histogram_* settings'))})
 # fastprom's MmapedDict is its own (over the native file code), annotated where the
 # reference's is not.
 KNOWN_DIFFERENCES.update(

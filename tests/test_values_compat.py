@@ -111,3 +111,71 @@ print(json.dumps({{'default': get_value_class() is MutexValue,
                    'closer': hasattr(values.MultiProcessValue(), 'close_all_files')}}))
 '''
     assert run(lib, script) == {'default': True, 'value_class': True, 'closer': True}
+
+
+IDENTIFIER_CHANGES = '''
+import json, os
+import {lib} as lib
+from {lib} import values
+from {lib}.mmap_dict import MmapedDict
+from {lib}.multiprocess import MultiProcessCollector
+
+identifier = ['1']
+values.ValueClass = values.MultiProcessValue(lambda: identifier[0])
+first = lib.Counter('first', 'made under identifier 1')
+first.inc(2)
+identifier[0] = '2'
+second = lib.Counter('second', 'made under identifier 2')   # the reference notices here
+first.inc(1)
+second.inc(5)
+registry = lib.CollectorRegistry()
+MultiProcessCollector(registry)
+directory = os.environ['PROMETHEUS_MULTIPROC_DIR']
+print(json.dumps({{
+    'files': sorted(os.listdir(directory)),
+    'entries': {{name: sorted((json.loads(key)[1], value) for key, value, *_ in
+                             MmapedDict.read_all_values_from_file(os.path.join(directory, name)))
+                for name in os.listdir(directory)}},
+    'merged': lib.generate_latest(registry).decode(),
+}}))
+'''
+
+IDENTIFIER_AFTER_FORK = '''
+import json, os
+import {lib} as lib
+from {lib} import values
+from {lib}.mmap_dict import MmapedDict
+from {lib}.multiprocess import MultiProcessCollector
+
+values.ValueClass = values.MultiProcessValue(lambda: os.getpid())   # not os.getpid itself
+counter = lib.Counter('forked', 'written by parent and child')
+counter.inc(1)
+child = os.fork()
+if child == 0:
+    counter.inc(5)
+    os._exit(0)
+os.waitpid(child, 0)
+counter.inc(1)
+registry = lib.CollectorRegistry()
+MultiProcessCollector(registry)
+directory = os.environ['PROMETHEUS_MULTIPROC_DIR']
+parent_file = f'counter_{{os.getpid()}}.db'
+print(json.dumps({{
+    'files': len(os.listdir(directory)),
+    'parent_entries': [value for _, value, *_ in
+                       MmapedDict.read_all_values_from_file(os.path.join(directory, parent_file))],
+    'merged': lib.generate_latest(registry).decode(),
+}}))
+'''
+
+
+@pytest.mark.parametrize('script', [IDENTIFIER_CHANGES, IDENTIFIER_AFTER_FORK],
+                         ids=['between_metrics', 'after_fork'])
+def test_metrics_follow_a_changed_process_identifier(tmp_path, script):
+    results = {}
+    for lib in LIBS:
+        directory = tmp_path / lib
+        directory.mkdir()
+        results[lib] = run(lib, script, env={'PROMETHEUS_MULTIPROC_DIR': str(directory)})
+    assert results['fastprom'] == results['prometheus_client']
+    assert results['fastprom']['files'] in (['counter_1.db', 'counter_2.db'], 2)

@@ -84,6 +84,20 @@ def _multiprocess_dir() -> Optional[str]:
     return os.environ.get('PROMETHEUS_MULTIPROC_DIR') or os.environ.get('prometheus_multiproc_dir')
 
 
+_identifiers_in_use: Dict[str, Callable[[], Any]] = {}
+
+
+def _follow_identifiers_after_fork():
+    for key, identify in list(_identifiers_in_use.items()):
+        try:
+            _native.multiprocess_identity(key, str(identify()))
+        except Exception as error:  # a child must not die of it; its files stay where they were
+            warnings.warn(f'multiprocess identifier not followed after fork: {error!r}', UserWarning)
+
+
+os.register_at_fork(after_in_child=_follow_identifiers_after_fork)
+
+
 def _multiprocess_storage():
     """(directory, process part of the file names or None for the pid) for a metric created
     now in multiprocess mode, or None for process memory; honours a swapped
@@ -94,8 +108,14 @@ def _multiprocess_storage():
             return None
         values._adopt_legacy_directory()
         identify = value_class._process_identifier
-        process = None if identify is os.getpid else str(identify())
-        return os.environ['PROMETHEUS_MULTIPROC_DIR'], process
+        if identify is os.getpid:
+            return os.environ['PROMETHEUS_MULTIPROC_DIR'], None
+        # Files named by a class's identifier follow it when it changes (checked here and in
+        # a forked child), as the reference's values follow it when they next see it.
+        key = value_class._identity_key
+        _native.multiprocess_identity(key, str(identify()))
+        _identifiers_in_use[key] = identify
+        return os.environ['PROMETHEUS_MULTIPROC_DIR'], key
     if value_class is not values._import_value_class and value_class is values.MutexValue:
         return None
     directory = _multiprocess_dir()

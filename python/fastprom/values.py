@@ -5,6 +5,7 @@ same `inc`/`set`/`get`/`set_exemplar`/`get_exemplar` methods). `MutexValue` is k
 builds value objects itself.
 """
 
+import itertools
 import os
 import threading
 import warnings
@@ -49,6 +50,7 @@ class MutexValue:
 _LEGACY_DIR_WARNING = ("prometheus_multiproc_dir variable has been deprecated in favor of the upper "
                        "case naming PROMETHEUS_MULTIPROC_DIR")
 _open_value_classes = []
+_class_numbers = itertools.count(1)
 
 
 def _adopt_legacy_directory():
@@ -75,6 +77,8 @@ def MultiProcessValue(process_identifier=os.getpid):
     class MmapedValue:
         _multiprocess = True
         _process_identifier = staticmethod(process_identifier)
+        # What native storage knows this class by (src/core/multiprocess/mapped.rs FileId).
+        _identity_key = f'value-class-{next(_class_numbers)}'
 
         def __init__(self, typ, metric_name, name, labelnames, labelvalues, help_text,
                      multiprocess_mode='', **kwargs):

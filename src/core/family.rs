@@ -84,7 +84,11 @@ impl Child {
             Box::new(Observations::local(bounds)),
             Box::new(SparseHistogram::new(native)),
         );
-        Child::new(labels, ChildValue::Histogram(Box::new(observations)), created)
+        Child::new(
+            labels,
+            ChildValue::Histogram(Box::new(observations)),
+            created,
+        )
     }
 
     /// A summary child that also estimates the quantiles of `spec`.

@@ -103,7 +103,9 @@ impl Observations {
         match self {
             Observations::Local(_) => None,
             Observations::Mapped(m) => Some(&m.slots),
-            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => inner.mapped_slots(),
+            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => {
+                inner.mapped_slots()
+            }
         }
     }
 
@@ -111,7 +113,9 @@ impl Observations {
         match self {
             Observations::Local(h) => h.bounds(),
             Observations::Mapped(m) => &m.bounds,
-            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => inner.bounds(),
+            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => {
+                inner.bounds()
+            }
         }
     }
 
@@ -172,7 +176,9 @@ impl Observations {
         match self {
             Observations::Local(h) => h.snapshot(),
             Observations::Mapped(m) => m.snapshot(),
-            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => inner.snapshot(),
+            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => {
+                inner.snapshot()
+            }
         }
     }
 
@@ -180,7 +186,9 @@ impl Observations {
         match self {
             Observations::Local(h) => h.add_to_sum(v),
             Observations::Mapped(m) => add_f64(m.slots.value(m.sum_slot()), v),
-            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => inner.add_to_sum(v),
+            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => {
+                inner.add_to_sum(v)
+            }
         }
     }
 
@@ -188,7 +196,9 @@ impl Observations {
         match self {
             Observations::Local(h) => h.add_to_bucket(bucket, n),
             Observations::Mapped(m) => add_f64(m.slots.value(1 + bucket), n as f64),
-            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => inner.add_to_bucket(bucket, n),
+            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => {
+                inner.add_to_bucket(bucket, n)
+            }
         }
     }
 
@@ -199,7 +209,9 @@ impl Observations {
             Observations::Local(h) => h.add_observations(n),
             Observations::Mapped(m) if !m.is_histogram() => add_f64(m.slots.value(0), n as f64),
             Observations::Mapped(_) => {}
-            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => inner.add_observations(n),
+            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => {
+                inner.add_observations(n)
+            }
         }
     }
 

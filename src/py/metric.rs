@@ -24,8 +24,8 @@ use super::value::{Part, ValueView};
 use crate::core::family::{find_sample, Child, ChildValue, Family};
 use crate::core::model::{Exemplar, MetricType};
 use crate::core::multiprocess::mapped::{self, MappedSpec};
-use crate::core::observations::Observations;
 use crate::core::native_histogram::NativeConfig;
+use crate::core::observations::Observations;
 use crate::core::quantiles::{Objective, QuantileSpec};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -110,7 +110,9 @@ fn new_cells(
             .map_err(multiprocess_file_error);
     }
     if let (Kind::Histogram, Some(config)) = (kind, extras.native) {
-        return Ok(Child::histogram_with_native(labels, created, bounds, *config));
+        return Ok(Child::histogram_with_native(
+            labels, created, bounds, *config,
+        ));
     }
     Ok(match (kind, extras.quantiles) {
         (Kind::Summary, Some(spec)) => Child::summary_with_quantiles(labels, created, spec),
@@ -140,15 +142,15 @@ fn native_config(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<Option<NativeCo
             Ok(settings) => settings.extract()?,
             Err(_) => None,
         };
-    Ok(settings.map(|(schema, zero_threshold, max_buckets, min_reset, max_zero_threshold)| {
-        NativeConfig {
+    Ok(settings.map(
+        |(schema, zero_threshold, max_buckets, min_reset, max_zero_threshold)| NativeConfig {
             zero_threshold,
             max_buckets,
             min_reset_duration: std::time::Duration::from_secs_f64(min_reset),
             max_zero_threshold,
             ..NativeConfig::with_schema(schema)
-        }
-    }))
+        },
+    ))
 }
 
 /// A summary's objectives and window (`_objectives`, `_max_age`, `_age_buckets`, set by

@@ -94,6 +94,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(server::drain_at_exit, m)?)?;
     fork::install(m)?;
     m.add_function(wrap_pyfunction!(multiprocess::compact_directory, m)?)?;
+    m.add_function(wrap_pyfunction!(multiprocess::multiprocess_identity, m)?)?;
     m.add_class::<multiprocess::SharedDirectoryLock>()?;
     m.add_class::<multiprocess::MultiProcessReader>()?;
     m.add_class::<multiprocess::MergedFamilies>()?;

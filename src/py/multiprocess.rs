@@ -17,6 +17,13 @@ use crate::core::multiprocess::file::FileCache;
 use crate::core::multiprocess::merge::{merge, sorted_for_render, Merged};
 
 /// Folds dead processes' files into the archives (all dead ones when `pids` is None).
+/// A `values.MultiProcessValue` class (by key) names its files with `identifier` now.
+#[pyfunction]
+pub fn multiprocess_identity(key: &str, identifier: &str) -> PyResult<()> {
+    crate::core::multiprocess::mapped::set_identity(key, identifier)
+        .map_err(multiprocess_file_error)
+}
+
 #[pyfunction]
 #[pyo3(signature = (path, pids = None))]
 pub fn compact_directory(py: Python<'_>, path: PathBuf, pids: Option<Vec<u32>>) -> PyResult<usize> {

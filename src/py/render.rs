@@ -249,7 +249,8 @@ fn convert_sample(
             sample.value = Some(amount::float_of(&s.getattr(intern!(s.py(), "value"))?)?);
         }
         Format::OpenMetrics(_) | Format::Protobuf => {
-            let emit_native_histograms = matches!(format, Format::OpenMetrics(true) | Format::Protobuf);
+            let emit_native_histograms =
+                matches!(format, Format::OpenMetrics(true) | Format::Protobuf);
             let exemplar = s.getattr(intern!(s.py(), "exemplar"))?;
             if exemplar.is_truthy()? {
                 check_exemplar_allowed(family, &sample)?;

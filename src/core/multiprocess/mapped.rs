@@ -299,7 +299,8 @@ pub struct FileId {
     pub directory: PathBuf,
     pub prefix: String,
     /// The process part of the file name; `None` is this process's pid, which follows forks.
-    /// `Some` comes from a `values.MultiProcessValue(process_identifier)` class.
+    /// `Some` is the key of a `values.MultiProcessValue(process_identifier)` class, whose
+    /// current identifier names the files ([`set_identity`]).
     pub process: Option<String>,
 }
 
@@ -312,6 +313,8 @@ struct Files {
     /// Files replaced by a `remove` that failed to move every slot to the new file: kept
     /// mapped so that no slot dangles.
     stranded: Vec<Arc<MappedFile>>,
+    /// The identifier each `MultiProcessValue` class (by key) names its files with now.
+    identities: HashMap<String, String>,
 }
 
 fn files() -> MutexGuard<'static, Files> {
@@ -323,6 +326,7 @@ fn files() -> MutexGuard<'static, Files> {
                 open: HashMap::new(),
                 slots: Vec::new(),
                 stranded: Vec::new(),
+                identities: HashMap::new(),
             })
         })
         .lock()
@@ -332,7 +336,13 @@ fn files() -> MutexGuard<'static, Files> {
 impl Files {
     fn path(&self, id: &FileId) -> PathBuf {
         let file_name = match &id.process {
-            Some(process) => format!("{}_{}.db", id.prefix, process),
+            Some(key) => {
+                let identifier = self
+                    .identities
+                    .get(key)
+                    .map_or(key.as_str(), String::as_str);
+                format!("{}_{}.db", id.prefix, identifier)
+            }
             None => format!("{}_{}.db", id.prefix, self.pid),
         };
         id.directory.join(file_name)
@@ -569,6 +579,39 @@ fn label_dict<'a>(labelnames: &'a [String], labels: &'a [String]) -> Vec<(&'a st
         }
     }
     pairs
+}
+
+/// The identifier of the `MultiProcessValue` class keyed `key` is `identifier` now (its first,
+/// or a new one, as in a forked worker of a server that numbers its workers): its metrics write
+/// to files named after it from now on, each value starting from what that file holds, as the
+/// reference's values do when they see the identifier change.
+pub fn set_identity(key: &str, identifier: &str) -> io::Result<()> {
+    let mut files = files();
+    if files.identities.get(key).map(String::as_str) == Some(identifier) {
+        return Ok(());
+    }
+    files
+        .identities
+        .insert(key.to_string(), identifier.to_string());
+    let moved: Vec<FileId> = files
+        .open
+        .keys()
+        .filter(|id| id.process.as_deref() == Some(key))
+        .cloned()
+        .collect();
+    for id in moved {
+        let Some(old) = files.open.remove(&id) else {
+            continue;
+        };
+        match files.repoint(Some(&id)) {
+            Ok(()) => epochs().retire(old),
+            Err(e) => {
+                files.stranded.push(old);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// After `fork()`, in the child: this process writes its own files from now on, starting from
