@@ -837,6 +837,17 @@ fn sync_children(family: &Family, children: &Bound<'_, PyDict>) {
     family.replace(cells);
 }
 
+/// `setattr` (`delattr` when `value` is None) on a metric: its attribute store.
+fn set_attribute(
+    obj: &Bound<'_, PyAny>,
+    core: &MetricCore,
+    name: &Bound<'_, PyAny>,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let exact = is_native_class(obj);
+    attributes::set_attribute(obj, &core.attributes, exact, name, value)
+}
+
 /// Whether `obj`'s class is one of the four (not a subclass).
 pub fn is_native_class(obj: &Bound<'_, PyAny>) -> bool {
     use pyo3::PyTypeInfo;
@@ -1025,25 +1036,11 @@ macro_rules! metric_methods {
                 name: &Bound<'_, PyAny>,
                 value: &Bound<'_, PyAny>,
             ) -> PyResult<()> {
-                let exact = is_native_class(slf.as_any());
-                attributes::set_attribute(
-                    slf.as_any(),
-                    &slf.get().core.attributes,
-                    exact,
-                    name,
-                    Some(value),
-                )
+                set_attribute(slf.as_any(), &slf.get().core, name, Some(value))
             }
 
             fn __delattr__(slf: &Bound<'_, Self>, name: &Bound<'_, PyAny>) -> PyResult<()> {
-                let exact = is_native_class(slf.as_any());
-                attributes::set_attribute(
-                    slf.as_any(),
-                    &slf.get().core.attributes,
-                    exact,
-                    name,
-                    None,
-                )
+                set_attribute(slf.as_any(), &slf.get().core, name, None)
             }
 
             /// The attributes, as `vars()` shows them (this object's own dict from now on).
