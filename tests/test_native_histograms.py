@@ -8,6 +8,7 @@ import prometheus_client
 import pytest
 
 import fastprom
+import fastprom.openmetrics.exposition
 from fastprom import exposition
 
 PROTOBUF_ACCEPT = ('application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;'
@@ -119,3 +120,15 @@ def test_real_prometheus_ingests_native_histograms(tmp_path):
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_exemplars_reach_the_native_buckets_with_their_time():
+    registry = fastprom.CollectorRegistry()
+    h = native_histogram(registry)
+    h.labels('get').observe(0.25, {'trace_id': 'abc123'})
+    h.labels('get').observe(float('nan'), {'trace_id': 'nan-trace'})  # no classic bucket
+    [message] = delimited_messages(exposition.generate_protobuf(registry))
+    assert b'trace_id' in message and b'abc123' in message and b'nan-trace' in message
+    # The classic bucket keeps its exemplar too (OpenMetrics).
+    om = fastprom.openmetrics.exposition.generate_latest(registry)
+    assert b'# {trace_id="abc123"} 0.25' in om

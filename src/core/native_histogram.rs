@@ -358,6 +358,12 @@ impl SparseHistogram {
     /// since the epoch).
     pub fn observe_with_exemplar(&self, v: f64, labels: Vec<(String, String)>, now: f64) {
         self.observe(v);
+        self.offer_exemplar(v, labels, now);
+    }
+
+    /// Offers an observation already counted as an exemplar with `labels`, made at `now`
+    /// (seconds since the epoch).
+    pub fn offer_exemplar(&self, v: f64, labels: Vec<(String, String)>, now: f64) {
         let mut reservoir = self.exemplars.lock().unwrap_or_else(|e| e.into_inner());
         reservoir.add(v, labels, now);
     }

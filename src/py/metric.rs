@@ -1315,6 +1315,13 @@ impl Histogram {
                 self.core
                     .set_exemplar(py, bucket, exemplar, amount.clone().unbind(), v)?;
             }
+            // Native buckets keep exemplars of their own, each with its time.
+            if let (Some(native), Some(labels)) = (h.native(), exemplar) {
+                if labels.is_truthy()? {
+                    let offered = exemplar_from_python(py, labels, v)?;
+                    native.offer_exemplar(v, offered.labels, python::time_now(py)?);
+                }
+            }
         }
         Ok(())
     }
