@@ -44,15 +44,14 @@ pub struct Incomparable(pub String);
 pub fn negotiate(accept: &str) -> Result<Negotiated, Incomparable> {
     for entry in accept.split(',') {
         let parts: Vec<&str> = entry.split(';').collect();
+        let escaping = asked_escaping(&parts);
         let kind = match py_strip(parts[0]) {
             "application/openmetrics-text" => Kind::OpenMetrics,
             "text/plain" => Kind::Text,
             "application/vnd.google.protobuf" if asks_for_delimited_families(&parts) => {
                 return Ok(Negotiated {
                     kind: Kind::Protobuf,
-                    escaping: parameter(&parts, "escaping")
-                        .and_then(|asked| ESCAPING_SCHEMES.iter().find(|s| **s == asked).copied())
-                        .unwrap_or(UNDERSCORES),
+                    escaping,
                     version: None,
                     content_type: crate::core::protobuf::CONTENT_TYPE.to_string(),
                 })
@@ -60,9 +59,6 @@ pub fn negotiate(accept: &str) -> Result<Negotiated, Incomparable> {
             _ => continue,
         };
         let version = parameter(&parts, "version").unwrap_or("");
-        let escaping = parameter(&parts, "escaping")
-            .and_then(|asked| ESCAPING_SCHEMES.iter().find(|s| **s == asked).copied())
-            .unwrap_or(UNDERSCORES);
         if version.is_empty() {
             if kind == Kind::OpenMetrics {
                 return Ok(Negotiated {
@@ -125,6 +121,13 @@ pub fn version_at_least(version: &str, target: &[i64]) -> Result<bool, Incompara
         }
     }
     Ok(true)
+}
+
+/// The escaping scheme an entry asks for when it names a known one, else `underscores`.
+fn asked_escaping(parts: &[&str]) -> &'static str {
+    parameter(parts, "escaping")
+        .and_then(|asked| ESCAPING_SCHEMES.iter().find(|s| **s == asked).copied())
+        .unwrap_or(UNDERSCORES)
 }
 
 /// Whether a protobuf entry's parameters name the one message stream served.

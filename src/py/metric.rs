@@ -260,10 +260,12 @@ fn keyword_key<'py>(
     Ok(Some(PyTuple::new(kwargs.py(), values)?))
 }
 
+/// An exemplar's labels, checked as the reference checks them, recorded at `timestamp`.
 fn exemplar_from_python(
     py: Python<'_>,
     labels: &Bound<'_, PyAny>,
     value: f64,
+    timestamp: f64,
 ) -> PyResult<Exemplar> {
     python::validate_exemplar(py, labels)?;
     let dict = labels.cast::<PyDict>()?;
@@ -272,7 +274,6 @@ fn exemplar_from_python(
         .map(|(k, v)| Ok((k.extract::<String>()?, v.extract::<String>()?)))
         .collect::<PyResult<Vec<_>>>()?;
     pairs.sort();
-    let timestamp = python::time_now(py)?;
     Ok(Exemplar {
         labels: pairs,
         value,
@@ -724,19 +725,25 @@ impl MetricCore {
         value: f64,
     ) -> PyResult<()> {
         if let Some(labels) = labels.filter(|e| e.is_truthy().unwrap_or(false)) {
-            let exemplar = exemplar_from_python(py, labels, value)?;
-            let amounts = self.exemplar_amounts.get_or_init(Box::default);
-            let mut amounts = amounts.lock().unwrap_or_else(|e| e.into_inner());
-            if amounts.len() <= slot {
-                amounts.resize_with(slot + 1, || None);
-            }
-            let replaced = amounts[slot].replace(amount);
-            drop(amounts);
-            // Freed after unlocking: a finalizer runs Python, which may hand the GIL to a
-            // thread that forks, and no lock may be held then (see core::fork).
-            drop(replaced);
-            self.child()?.set_exemplar(slot, exemplar);
+            let exemplar = exemplar_from_python(py, labels, value, python::time_now(py)?)?;
+            self.store_exemplar(slot, exemplar, amount)?;
         }
+        Ok(())
+    }
+
+    /// Keeps `exemplar` in `slot`, with the amount as passed (what `collect()` returns).
+    fn store_exemplar(&self, slot: usize, exemplar: Exemplar, amount: Py<PyAny>) -> PyResult<()> {
+        let amounts = self.exemplar_amounts.get_or_init(Box::default);
+        let mut amounts = amounts.lock().unwrap_or_else(|e| e.into_inner());
+        if amounts.len() <= slot {
+            amounts.resize_with(slot + 1, || None);
+        }
+        let replaced = amounts[slot].replace(amount);
+        drop(amounts);
+        // Freed after unlocking: a finalizer runs Python, which may hand the GIL to a
+        // thread that forks, and no lock may be held then (see core::fork).
+        drop(replaced);
+        self.child()?.set_exemplar(slot, exemplar);
         Ok(())
     }
 
@@ -1310,18 +1317,22 @@ impl Histogram {
             ),
         };
         h.observe_in(bucket, v);
-        if exemplar.is_some() {
-            if let Some(bucket) = bucket {
-                self.core
-                    .set_exemplar(py, bucket, exemplar, amount.clone().unbind(), v)?;
-            }
-            // Native buckets keep exemplars of their own, each with its time.
-            if let (Some(native), Some(labels)) = (h.native(), exemplar) {
-                if labels.is_truthy()? {
-                    let offered = exemplar_from_python(py, labels, v)?;
-                    native.offer_exemplar(v, offered.labels, python::time_now(py)?);
-                }
-            }
+        let Some(labels) = exemplar.filter(|e| e.is_truthy().unwrap_or(false)) else {
+            return Ok(());
+        };
+        // The classic bucket keeps it; native buckets keep exemplars of their own, each with
+        // its time (a NaN lands in no classic bucket).
+        if bucket.is_none() && h.native().is_none() {
+            return Ok(());
+        }
+        let now = python::time_now(py)?;
+        let built = exemplar_from_python(py, labels, v, now)?;
+        if let Some(native) = h.native() {
+            native.offer_exemplar(v, built.labels.clone(), now);
+        }
+        if let Some(bucket) = bucket {
+            self.core
+                .store_exemplar(bucket, built, amount.clone().unbind())?;
         }
         Ok(())
     }
