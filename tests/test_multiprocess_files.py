@@ -267,3 +267,49 @@ print(scrapes, complete)
     scrapes, complete = map(int, out.split())
     assert truncations > 10 and scrapes > 10
     assert complete > 0
+
+
+@pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs fork')
+def test_forked_child_and_parent_scrape_through_the_same_open_files(tmp_path):
+    """The collector keeps files open between scrapes, and a forked child inherits those
+    descriptors, file offsets included. Parent and child reading at once must not move each
+    other's reads: every read in both sees every file whole."""
+    mpdir = tmp_path / 'mp'
+    mpdir.mkdir()
+    out = run('''
+import glob, os, threading, time
+c = lib.Counter('c', 'help', ['i'])
+g = lib.Gauge('g', 'help', ['i'], multiprocess_mode='livesum')
+for i in range(2000):
+    c.labels(str(i)).inc()
+    g.labels(str(i)).set(1)
+collector = lib.multiprocess.MultiProcessCollector(None)
+files = sorted(glob.glob(os.path.join(os.environ['PROMETHEUS_MULTIPROC_DIR'], '*.db')))
+def whole():
+    metrics, skipped = collector._reader.merge(files, True)
+    return not skipped and sum(len(m.samples) for m in metrics) == 4000
+assert whole()
+stop = threading.Event()
+parent_bad = []
+def read_forever():
+    while not stop.is_set():
+        if not whole():
+            parent_bad.append(1)
+thread = threading.Thread(target=read_forever)
+thread.start()
+children_bad = 0
+for _ in range(20):
+    pid = os.fork()
+    if pid == 0:
+        deadline = time.monotonic() + 0.2
+        ok = True
+        while ok and time.monotonic() < deadline:
+            ok = whole()
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    children_bad += os.waitstatus_to_exitcode(status) != 0
+stop.set()
+thread.join()
+print(children_bad, len(parent_bad))
+''', mpdir=mpdir)
+    assert out.split() == ['0', '0']

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -228,18 +228,47 @@ impl CachedFile {
     }
 
     /// Reads the header and the used bytes it announces (fewer if the file is shorter) into
-    /// `bytes`.
+    /// `bytes`. Positional reads: the descriptor's offset is shared with other threads of this
+    /// process and, after a fork, with the parent and its other children.
     fn read_used(&self, bytes: &mut Vec<u8>) -> io::Result<()> {
-        let mut file = &self.file;
         bytes.clear();
-        file.seek(SeekFrom::Start(0))?;
-        file.take(HEADER_LEN as u64).read_to_end(bytes)?;
+        read_at_most(&self.file, 0, HEADER_LEN, bytes)?;
         let used = read_i32(bytes, 0).map_or(0, |u| usize::try_from(u).unwrap_or(0));
         if used > bytes.len() {
-            file.take((used - bytes.len()) as u64).read_to_end(bytes)?;
+            read_at_most(&self.file, bytes.len(), used - bytes.len(), bytes)?;
         }
         Ok(())
     }
+}
+
+/// Appends up to `len` bytes of `file` from `offset` to `bytes`, stopping early at its end.
+fn read_at_most(file: &File, offset: usize, len: usize, bytes: &mut Vec<u8>) -> io::Result<()> {
+    let start = bytes.len();
+    bytes.resize(start + len, 0);
+    let mut filled = 0;
+    while filled < len {
+        match read_at(file, &mut bytes[start + filled..], (offset + filled) as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                bytes.truncate(start + filled);
+                return Err(e);
+            }
+        }
+    }
+    bytes.truncate(start + filled);
+    Ok(())
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
 
 /// Per-path memory of parsed keys across scrapes. Writers only append entries and never move
