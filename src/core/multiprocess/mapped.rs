@@ -302,6 +302,9 @@ pub struct FileId {
     /// `Some` is the key of a `values.MultiProcessValue(process_identifier)` class, whose
     /// current identifier names the files ([`set_identity`]).
     pub process: Option<String>,
+    /// `db` for the reference's files; fastprom's own side files (which prometheus_client's
+    /// `*.db` glob must not see) use another extension.
+    pub extension: &'static str,
 }
 
 /// The files of the current process, and every live set of slots so that a forked child can
@@ -341,9 +344,9 @@ impl Files {
                     .identities
                     .get(key)
                     .map_or(key.as_str(), String::as_str);
-                format!("{}_{}.db", id.prefix, identifier)
+                format!("{}_{}.{}", id.prefix, identifier, id.extension)
             }
-            None => format!("{}_{}.db", id.prefix, self.pid),
+            None => format!("{}_{}.{}", id.prefix, self.pid, id.extension),
         };
         id.directory.join(file_name)
     }
@@ -529,6 +532,7 @@ impl MappedSpec {
                 directory,
                 prefix: file_prefix,
                 process,
+                extension: "db",
             },
             metric_name,
             help,
