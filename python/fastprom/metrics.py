@@ -539,9 +539,6 @@ class _HistogramMethods(_MethodsBase):
                       native_histogram_min_reset_duration=native_histogram_min_reset_duration,
                       native_histogram_max_zero_threshold=native_histogram_max_zero_threshold)
         self._native_histogram = _native_histogram_settings(**native)
-        if self._native_histogram and _multiprocess_storage() is not None:
-            warnings.warn('Native histogram buckets are not kept in multiprocess mode yet; the '
-                          'classic buckets are', UserWarning)
         MetricWrapperBase.__init__(self, name, documentation, labelnames, namespace, subsystem,
                                    unit, registry, _labelvalues)
         self._kwargs['buckets'] = buckets

@@ -53,11 +53,12 @@ class MultiProcessCollector:
         _warn_skipped(skipped)
         return metrics
 
-    def _read_directory(self, read):
+    def _read_directory(self, read, patterns=('*.db',)):
         """`read(files)` on the directory's files, under the lock compactions take; files that
         could not be read are reported as warnings."""
         with _native.SharedDirectoryLock(self._path):
-            result, skipped = read(glob.glob(os.path.join(self._path, '*.db')))
+            files = [f for p in patterns for f in glob.glob(os.path.join(self._path, p))]
+            result, skipped = read(files)
         _warn_skipped(skipped)
         return result
 
@@ -65,8 +66,9 @@ class MultiProcessCollector:
         return self._read_directory(lambda files: self._reader.merge(files, True))
 
     def _merged_families(self):
-        """The merged families as a native object the exposition writers render directly."""
-        return self._read_directory(self._reader.families)
+        """The merged families as a native object the exposition writers render directly,
+        with the native histograms of the side files (`*.fpn`) for the protobuf format."""
+        return self._read_directory(self._reader.families, ('*.db', '*.fpn'))
 
 
 def mark_process_dead(pid, path=None):

@@ -106,23 +106,32 @@ impl Child {
         )
     }
 
-    /// A child whose cells are slots of this process's multiprocess file.
+    /// A child whose cells are slots of this process's multiprocess file; a histogram's native
+    /// buckets (if `native`) go to this process's side file.
     pub fn mapped(
         spec: &MappedSpec,
         labelnames: &[String],
         labels: Vec<String>,
         bounds: &[f64],
+        native: Option<&NativeConfig>,
         created: f64,
     ) -> std::io::Result<Child> {
         let slots = spec.series_slots(labelnames, &labels, bounds)?;
         let observations = |slots, bounds: &[f64]| {
             Box::new(Observations::Mapped(MappedObservations::new(slots, bounds)))
         };
-        let value = match spec.metric_type {
-            MetricType::Counter => ChildValue::MappedCounter(slots),
-            MetricType::Gauge => ChildValue::MappedGauge(slots),
-            MetricType::Summary => ChildValue::Summary(observations(slots, &[])),
-            _ => ChildValue::Histogram(observations(slots, bounds)),
+        let value = match (spec.metric_type, native) {
+            (MetricType::Counter, _) => ChildValue::MappedCounter(slots),
+            (MetricType::Gauge, _) => ChildValue::MappedGauge(slots),
+            (MetricType::Summary, _) => ChildValue::Summary(observations(slots, &[])),
+            (_, Some(config)) => {
+                let native = spec.native_slots(labelnames, &labels, *config)?;
+                ChildValue::Histogram(Box::new(Observations::WithMappedNative(
+                    observations(slots, bounds),
+                    Box::new(native),
+                )))
+            }
+            (_, None) => ChildValue::Histogram(observations(slots, bounds)),
         };
         Ok(Child::new(labels, value, created))
     }
@@ -190,6 +199,20 @@ impl Child {
     /// Whether the cells live in a multiprocess file (which keeps no exemplars).
     pub fn is_mapped(&self) -> bool {
         self.mapped_slots().is_some()
+    }
+
+    /// Every set of slots of a child whose cells live in multiprocess files (a histogram's
+    /// native buckets' too), for `remove`.
+    pub fn all_mapped_slots(&self) -> Vec<Arc<Slots>> {
+        let native = match &self.value {
+            ChildValue::Histogram(o) => o.mapped_native().map(|n| n.slots()),
+            _ => None,
+        };
+        self.mapped_slots()
+            .cloned()
+            .into_iter()
+            .chain(native.into_iter().flatten())
+            .collect()
     }
 
     /// The slots of a child whose cells live in a multiprocess file.

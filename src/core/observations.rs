@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::cell::{add_f64, load_f64, store_f64};
 use super::hotcold::{bucket_index, HotCold, Snapshot};
 use super::multiprocess::mapped::Slots;
+use super::multiprocess::native::MappedNative;
 use super::native_histogram::SparseHistogram;
 use super::quantiles::{clock, SlidingQuantiles};
 
@@ -17,6 +18,9 @@ pub enum Observations {
     /// A histogram's classic cells and its native (sparse exponential) buckets, which see
     /// every observation.
     WithNative(Box<Observations>, Box<SparseHistogram>),
+    /// Multiprocess mode: the classic slots and the native buckets in this process's side
+    /// file.
+    WithMappedNative(Box<Observations>, Box<MappedNative>),
 }
 
 /// Multiprocess storage in the reference's order of entries: a histogram's `_sum` then its
@@ -99,13 +103,21 @@ impl Observations {
         }
     }
 
+    /// Multiprocess mode: a histogram's native buckets in this process's side file.
+    pub fn mapped_native(&self) -> Option<&MappedNative> {
+        match self {
+            Observations::WithMappedNative(_, native) => Some(native),
+            _ => None,
+        }
+    }
+
     pub fn mapped_slots(&self) -> Option<&Arc<Slots>> {
         match self {
             Observations::Local(_) => None,
             Observations::Mapped(m) => Some(&m.slots),
-            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => {
-                inner.mapped_slots()
-            }
+            Observations::WithQuantiles(inner, _)
+            | Observations::WithNative(inner, _)
+            | Observations::WithMappedNative(inner, _) => inner.mapped_slots(),
         }
     }
 
@@ -113,9 +125,9 @@ impl Observations {
         match self {
             Observations::Local(h) => h.bounds(),
             Observations::Mapped(m) => &m.bounds,
-            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => {
-                inner.bounds()
-            }
+            Observations::WithQuantiles(inner, _)
+            | Observations::WithNative(inner, _)
+            | Observations::WithMappedNative(inner, _) => inner.bounds(),
         }
     }
 
@@ -137,6 +149,10 @@ impl Observations {
                 inner.observe(v);
                 native.observe(v);
             }
+            Observations::WithMappedNative(inner, native) => {
+                inner.observe(v);
+                native.observe(v);
+            }
         }
     }
 
@@ -150,6 +166,10 @@ impl Observations {
                 q.observe(v, clock());
             }
             Observations::WithNative(inner, native) => {
+                inner.observe_in(bucket, v);
+                native.observe(v);
+            }
+            Observations::WithMappedNative(inner, native) => {
                 inner.observe_in(bucket, v);
                 native.observe(v);
             }
@@ -169,6 +189,10 @@ impl Observations {
                 inner.observe_many(values);
                 values.iter().for_each(|v| native.observe((*v).into()));
             }
+            Observations::WithMappedNative(inner, native) => {
+                inner.observe_many(values);
+                values.iter().for_each(|v| native.observe((*v).into()));
+            }
         }
     }
 
@@ -176,9 +200,9 @@ impl Observations {
         match self {
             Observations::Local(h) => h.snapshot(),
             Observations::Mapped(m) => m.snapshot(),
-            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => {
-                inner.snapshot()
-            }
+            Observations::WithQuantiles(inner, _)
+            | Observations::WithNative(inner, _)
+            | Observations::WithMappedNative(inner, _) => inner.snapshot(),
         }
     }
 
@@ -186,9 +210,9 @@ impl Observations {
         match self {
             Observations::Local(h) => h.add_to_sum(v),
             Observations::Mapped(m) => add_f64(m.slots.value(m.sum_slot()), v),
-            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => {
-                inner.add_to_sum(v)
-            }
+            Observations::WithQuantiles(inner, _)
+            | Observations::WithNative(inner, _)
+            | Observations::WithMappedNative(inner, _) => inner.add_to_sum(v),
         }
     }
 
@@ -196,9 +220,9 @@ impl Observations {
         match self {
             Observations::Local(h) => h.add_to_bucket(bucket, n),
             Observations::Mapped(m) => add_f64(m.slots.value(1 + bucket), n as f64),
-            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => {
-                inner.add_to_bucket(bucket, n)
-            }
+            Observations::WithQuantiles(inner, _)
+            | Observations::WithNative(inner, _)
+            | Observations::WithMappedNative(inner, _) => inner.add_to_bucket(bucket, n),
         }
     }
 
@@ -209,9 +233,9 @@ impl Observations {
             Observations::Local(h) => h.add_observations(n),
             Observations::Mapped(m) if !m.is_histogram() => add_f64(m.slots.value(0), n as f64),
             Observations::Mapped(_) => {}
-            Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _) => {
-                inner.add_observations(n)
-            }
+            Observations::WithQuantiles(inner, _)
+            | Observations::WithNative(inner, _)
+            | Observations::WithMappedNative(inner, _) => inner.add_observations(n),
         }
     }
 
@@ -220,9 +244,12 @@ impl Observations {
             (Observations::Local(h), _) => h.set_part(bucket, v),
             (Observations::Mapped(m), None) => store_f64(m.slots.value(m.sum_slot()), v),
             (Observations::Mapped(m), Some(i)) => store_f64(m.slots.value(1 + i), v),
-            (Observations::WithQuantiles(inner, _) | Observations::WithNative(inner, _), _) => {
-                inner.set_part(bucket, v)
-            }
+            (
+                Observations::WithQuantiles(inner, _)
+                | Observations::WithNative(inner, _)
+                | Observations::WithMappedNative(inner, _),
+                _,
+            ) => inner.set_part(bucket, v),
         }
     }
 }

@@ -106,7 +106,8 @@ fn new_cells(
     created: f64,
 ) -> PyResult<Child> {
     if let Some(spec) = multiprocess {
-        return Child::mapped(spec, labelnames, labels, bounds, created)
+        let native = extras.native.filter(|_| kind == Kind::Histogram);
+        return Child::mapped(spec, labelnames, labels, bounds, native, created)
             .map_err(multiprocess_file_error);
     }
     if let (Kind::Histogram, Some(config)) = (kind, extras.native) {
@@ -616,10 +617,7 @@ impl MetricCore {
             Some(keys) => keys.iter().filter_map(|k| family.remove(k)).collect(),
         };
         // Multiprocess mode: the series leave this process's files too.
-        let slots: Vec<_> = removed
-            .iter()
-            .filter_map(|c| c.mapped_slots().cloned())
-            .collect();
+        let slots: Vec<_> = removed.iter().flat_map(|c| c.all_mapped_slots()).collect();
         if !slots.is_empty() {
             mapped::remove(&slots).map_err(multiprocess_file_error)?;
         }

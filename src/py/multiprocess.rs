@@ -14,7 +14,7 @@ use crate::core::fork;
 use crate::core::model::OwnedFamily;
 use crate::core::multiprocess::compact::{compact, DirectoryLock};
 use crate::core::multiprocess::file::FileCache;
-use crate::core::multiprocess::merge::{merge, sorted_for_render, Merged};
+use crate::core::multiprocess::merge::{merge, sorted_for_render, Merged, MergedFamily};
 
 /// Folds dead processes' files into the archives (all dead ones when `pids` is None).
 /// A `values.MultiProcessValue` class (by key) names its files with `identifier` now.
@@ -100,11 +100,11 @@ fn forget_deleted_directories(caches: &mut DirectoryCaches) {
 /// Merged families for the exposition writers: rendered without building Python objects.
 #[pyclass(frozen, module = "fastprom._native")]
 pub struct MergedFamilies {
-    families: Mutex<Vec<OwnedFamily>>,
+    families: Mutex<Vec<MergedFamily>>,
 }
 
 impl MergedFamilies {
-    pub fn take(&self) -> Vec<OwnedFamily> {
+    pub fn take(&self) -> Vec<MergedFamily> {
         std::mem::take(&mut *self.families.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -145,8 +145,9 @@ impl MultiProcessReader {
         let mut merged = self.read(py, &files, true);
         let mut families = std::mem::take(&mut merged.families);
         sorted_for_render(&mut families);
+        let native = std::mem::take(&mut merged.native);
         let families = MergedFamilies {
-            families: Mutex::new(families),
+            families: Mutex::new(MergedFamily::attach(families, native)),
         };
         Ok((families, skipped(merged)))
     }

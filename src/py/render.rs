@@ -15,6 +15,7 @@ use super::errors::{value_error, Error};
 use super::metric::metric_core;
 use super::multiprocess::MergedFamilies;
 use super::python;
+use crate::core::multiprocess::merge::MergedFamily;
 use std::sync::Arc;
 
 use crate::core::family::{Family, FamilyView};
@@ -39,11 +40,13 @@ pub(super) enum Format {
 pub(super) enum Item {
     Native(Arc<Family>, bool),
     Owned(OwnedFamily),
+    Merged(MergedFamily),
 }
 
 enum Source {
     View(FamilyView),
     Owned(OwnedFamily),
+    Merged(MergedFamily),
 }
 
 impl Source {
@@ -51,6 +54,7 @@ impl Source {
         match item {
             Item::Native(family, use_created) => Source::View(FamilyView::new(family, use_created)),
             Item::Owned(family) => Source::Owned(family),
+            Item::Merged(family) => Source::Merged(family),
         }
     }
 
@@ -58,6 +62,7 @@ impl Source {
         match self {
             Source::View(view) => view,
             Source::Owned(family) => family,
+            Source::Merged(family) => family,
         }
     }
 }
@@ -160,7 +165,7 @@ pub(super) fn gather(
             continue;
         }
         if let Ok(merged) = entry.cast::<MergedFamilies>() {
-            items.extend(merged.get().take().into_iter().map(Item::Owned));
+            items.extend(merged.get().take().into_iter().map(Item::Merged));
             continue;
         }
         items.push(Item::Owned(convert(&entry, format)?));

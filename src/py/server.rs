@@ -273,7 +273,7 @@ impl ScrapeHandler {
         let valid = plan.generation == generation && plan.settings == settings;
         let needs_python = |item: &Item| match item {
             Item::Native(family, _) => family.needs_python(),
-            Item::Owned(_) => true,
+            Item::Owned(_) | Item::Merged(_) => true,
         };
         if !valid || plan.items.iter().any(needs_python) {
             return None;

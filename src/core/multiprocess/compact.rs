@@ -17,6 +17,7 @@ use indexmap::IndexMap;
 
 use super::file::read_entries;
 use super::mapped::encode_file;
+use super::native;
 
 pub const LOCK_FILE: &str = ".fastprom.lock";
 const ARCHIVE: &str = "archive";
@@ -106,7 +107,7 @@ enum Fold {
 
 fn fold_of(prefix: &str) -> Option<Fold> {
     Some(match prefix {
-        "counter" | "histogram" | "summary" | "gauge_sum" => Fold::Sum,
+        "counter" | "histogram" | "summary" | "gauge_sum" | native::FILE_PREFIX => Fold::Sum,
         "gauge_min" => Fold::Min,
         "gauge_max" => Fold::Max,
         "gauge_mostrecent" => Fold::MostRecent,
@@ -114,11 +115,24 @@ fn fold_of(prefix: &str) -> Option<Fold> {
     })
 }
 
-/// `counter_123.db` → (`counter`, 123); `gauge_livesum_123.db` → (`gauge_livesum`, 123).
+/// `counter_123.db` → (`counter`, 123); `gauge_livesum_123.db` → (`gauge_livesum`, 123);
+/// a native histogram side file `histogram_native_123.fpn` → (`histogram_native`, 123).
 fn split_name(name: &str) -> Option<(&str, u32)> {
-    let stem = name.strip_suffix(".db")?;
+    let (stem, extension) = name.rsplit_once('.')?;
     let (prefix, pid) = stem.rsplit_once('_')?;
+    let side_file = prefix == native::FILE_PREFIX;
+    if extension != extension_of(prefix) || (extension == native::EXTENSION) != side_file {
+        return None;
+    }
     Some((prefix, pid.parse().ok()?))
+}
+
+/// The files of a kind: the reference's `.db`, or fastprom's native side files.
+fn extension_of(prefix: &str) -> &'static str {
+    match prefix {
+        native::FILE_PREFIX => native::EXTENSION,
+        _ => "db",
+    }
 }
 
 fn is_dead(pid: u32, dead: Option<&[u32]>) -> bool {
@@ -191,7 +205,8 @@ fn fold_into_archive(directory: &Path, prefix: &str, files: &[PathBuf]) -> io::R
     let Some(fold) = fold_of(prefix) else {
         return Ok(0);
     };
-    let archive = directory.join(format!("{prefix}_{ARCHIVE}.db"));
+    let extension = extension_of(prefix);
+    let archive = directory.join(format!("{prefix}_{ARCHIVE}.{extension}"));
     let mut entries = Entries::new();
     if archive.exists() {
         add_file(&mut entries, &fs::read(&archive)?, fold).map_err(io::Error::other)?;
@@ -208,7 +223,7 @@ fn fold_into_archive(directory: &Path, prefix: &str, files: &[PathBuf]) -> io::R
         return Ok(0);
     }
     let contents = encode_file(entries.iter().map(|(k, (v, t))| (k.as_str(), *v, *t)));
-    let temporary = directory.join(format!(".{prefix}_{ARCHIVE}.db.tmp"));
+    let temporary = directory.join(format!(".{prefix}_{ARCHIVE}.{extension}.tmp"));
     let mut out = File::create(&temporary)?;
     out.write_all(&contents)?;
     out.sync_all()?;
@@ -306,5 +321,11 @@ mod tests {
             Some(("gauge_livesum", 12))
         );
         assert_eq!(split_name("counter_archive.db"), None);
+        assert_eq!(
+            split_name("histogram_native_12.fpn"),
+            Some(("histogram_native", 12))
+        );
+        assert_eq!(split_name("histogram_12.fpn"), None);
+        assert_eq!(split_name("histogram_native_12.db"), None);
     }
 }

@@ -506,6 +506,11 @@ impl Slots {
     pub fn is_empty(&self) -> bool {
         self.pointers.is_empty()
     }
+
+    /// Whether `remove` has taken these slots out of the file.
+    pub fn is_detached(&self) -> bool {
+        self.detached.get().is_some()
+    }
 }
 
 /// How a metric stores its children in multiprocess mode: which file, and what goes into the
@@ -574,7 +579,10 @@ impl MappedSpec {
 }
 
 /// `dict(zip(labelnames, labelvalues))`: a repeated name keeps its last value.
-fn label_dict<'a>(labelnames: &'a [String], labels: &'a [String]) -> Vec<(&'a str, &'a str)> {
+pub(super) fn label_dict<'a>(
+    labelnames: &'a [String],
+    labels: &'a [String],
+) -> Vec<(&'a str, &'a str)> {
     let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(labels.len());
     for (name, value) in labelnames.iter().zip(labels) {
         match pairs.iter_mut().find(|(n, _)| n == name) {

@@ -8,8 +8,12 @@ use indexmap::IndexMap;
 
 use super::file::CachedKey;
 pub use super::file::FileCache;
+use super::native;
 use crate::core::format::float_to_go_string;
-use crate::core::model::{MetricType, OwnedFamily, OwnedSample};
+use crate::core::model::{
+    FamilySource, MetricType, NativeHistogramSnapshot, NativeHistogramVisitor, OwnedFamily,
+    OwnedSample, Sample,
+};
 use crate::core::parse::py_float;
 use std::sync::Arc;
 
@@ -52,16 +56,28 @@ type FastIndexMap<K, V> = IndexMap<K, V, Fast>;
 #[derive(Debug, Default)]
 pub struct Merged {
     pub families: Vec<OwnedFamily>,
+    /// Native histograms merged from the side files, by metric name.
+    pub native: NativeByMetric,
     pub warnings: Vec<(PathBuf, String)>,
 }
 
 /// Merges `files` (in the caller's order, which decides the order of families). Files that have
-/// disappeared are skipped silently; unreadable or corrupt ones with a warning.
+/// disappeared are skipped silently; unreadable or corrupt ones with a warning. Native
+/// histograms' side files among them are merged into `native`.
 pub fn merge(files: &[PathBuf], accumulate: bool, cache: &mut FileCache) -> Merged {
     let mut warnings = Vec::new();
     let mut readable = Vec::with_capacity(files.len());
+    let mut side_files = Vec::new();
     cache.retain(files);
     for path in files {
+        if path.extension().is_some_and(|e| e == native::EXTENSION) {
+            match cache.refresh(path) {
+                Ok(true) => side_files.push(path.as_path()),
+                Ok(false) => {}
+                Err(e) => warnings.push((path.clone(), e.message)),
+            }
+            continue;
+        }
         let name = match FileName::parse(path) {
             Ok(name) => name,
             Err(message) => {
@@ -80,7 +96,98 @@ pub fn merge(files: &[PathBuf], accumulate: bool, cache: &mut FileCache) -> Merg
         .into_values()
         .map(|metric| accumulate_metric(metric, accumulate))
         .collect();
-    Merged { families, warnings }
+    let native = read_native(&side_files, cache, &mut warnings);
+    Merged {
+        families,
+        native,
+        warnings,
+    }
+}
+
+/// Label pairs sorted by name, and the merged native histogram of that child.
+pub type NativeSeries = (Vec<(String, String)>, NativeHistogramSnapshot);
+pub type NativeByMetric = HashMap<String, Vec<NativeSeries>>;
+
+/// A histogram child: its metric's name and its labels sorted by name.
+type ChildId<'a> = (&'a str, &'a [(String, String)]);
+
+/// Each child's entries of every side file, merged (see [`native::ChildReader`]).
+fn read_native(
+    files: &[&Path],
+    cache: &FileCache,
+    warnings: &mut Vec<(PathBuf, String)>,
+) -> NativeByMetric {
+    let mut children: FastIndexMap<ChildId, native::ChildReader> = FastIndexMap::default();
+    for path in files {
+        for entry in cache.entries(path).unwrap_or_default() {
+            let key = &entry.key.key;
+            let Some(field) = native::Field::parse(&key.sample_name) else {
+                let message = format!("Skipped {}: not a native histogram entry.", entry.key.text);
+                warnings.push((path.to_path_buf(), message));
+                continue;
+            };
+            children
+                .entry((key.metric_name.as_str(), key.labels.as_slice()))
+                .or_default()
+                .add(field, entry.value);
+        }
+    }
+    let mut by_metric = NativeByMetric::new();
+    for ((name, labels), child) in children {
+        let series = (labels.to_vec(), child.finish().to_snapshot());
+        by_metric.entry(name.to_owned()).or_default().push(series);
+    }
+    by_metric
+}
+
+/// A merged family with its children's native histograms (only the protobuf writer reads
+/// them, as for a histogram of one process).
+#[derive(Clone, Debug)]
+pub struct MergedFamily {
+    pub family: OwnedFamily,
+    pub native: Vec<NativeSeries>,
+}
+
+impl MergedFamily {
+    /// Each family with the native histograms of its name (histograms only).
+    pub fn attach(families: Vec<OwnedFamily>, mut native: NativeByMetric) -> Vec<MergedFamily> {
+        families
+            .into_iter()
+            .map(|family| {
+                let native = match family.metric_type {
+                    MetricType::Histogram => native.remove(&family.name).unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                MergedFamily { family, native }
+            })
+            .collect()
+    }
+}
+
+impl FamilySource for MergedFamily {
+    fn name(&self) -> &str {
+        self.family.name()
+    }
+    fn documentation(&self) -> &str {
+        self.family.documentation()
+    }
+    fn metric_type(&self) -> MetricType {
+        self.family.metric_type()
+    }
+    fn unit(&self) -> &str {
+        self.family.unit()
+    }
+    fn visit_samples(&self, visit: &mut dyn FnMut(&Sample<'_>)) {
+        self.family.visit_samples(visit)
+    }
+    fn visit_native_histograms(&self, visit: &mut NativeHistogramVisitor<'_>) {
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        for (labels, snapshot) in &self.native {
+            pairs.clear();
+            pairs.extend(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            visit(&pairs, snapshot);
+        }
+    }
 }
 
 /// Sorts every sample's labels by name, as the text writers expect.
@@ -410,7 +517,7 @@ fn owned_sample((key, value): (SampleKey<'_>, f64)) -> OwnedSample {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::{Escaping, FamilySource};
+    use crate::core::model::Escaping;
     use crate::core::multiprocess::file::encode_file;
     use crate::core::multiprocess::key::mmap_key;
     use crate::core::text::write_text;

@@ -5,3 +5,4 @@ pub mod file;
 pub mod key;
 pub mod mapped;
 pub mod merge;
+pub mod native;
