@@ -6,7 +6,7 @@
 Runs in its own process with PROMETHEUS_MULTIPROC_DIR set before either library is imported,
 so both are in multiprocess mode. Rows:
 - hot paths (`Counter.inc()`, `Gauge.set()` in the default and `mostrecent` modes,
-  `Histogram.observe()`, `labels(...).inc()`), ns/op;
+  `Histogram.observe()` without and with native buckets, `labels(...).inc()`), ns/op;
 - a scrape (collect + generate) of 16 processes x 1k distinct series, written by 16 real
   processes, each library's collector on the same directory;
 - a scrape with the files of 1,000 dead processes present: fastprom after compaction
@@ -44,6 +44,8 @@ def micro_rows(quick: bool) -> List[dict]:
          lambda L: L.Gauge('gm', 'g', registry=None, multiprocess_mode='mostrecent')),
         ('mp_histogram_observe', 'multiprocess Histogram.observe(0.3)', 30, 'm.observe(0.3)',
          lambda L: L.Histogram('h', 'h', registry=None)),
+        ('mp_native_histogram_observe', 'multiprocess Histogram.observe(0.3), native buckets (reference: classic)',
+         15, 'm.observe(0.3)', lambda L: L.Histogram('hn', 'h', registry=None, **native_only(L))),
         ('mp_labels_inc', 'multiprocess labels(...).inc()', 15, 'm.labels("GET", "/a").inc()',
          lambda L: L.Counter('l', 'l', ['method', 'path'], registry=None)),
     ]
@@ -57,6 +59,11 @@ def micro_rows(quick: bool) -> List[dict]:
                 times[name].append(timers[name].timeit(number) / number * 1e9)
         rows.append(row(case_id, label, goal, 'ns', times))
     return rows
+
+
+def native_only(lib) -> dict:
+    """Native buckets for fastprom's histogram; the reference has none (its classic one)."""
+    return {'native_histogram_bucket_factor': 1.1} if lib.__name__ == 'fastprom' else {}
 
 
 def row(case_id: str, label: str, goal: float, unit: str, times: Dict[str, List[float]], **extra) -> dict:
