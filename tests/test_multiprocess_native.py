@@ -190,6 +190,7 @@ def test_remove_and_clear_take_the_native_buckets_out(tmp_path, monkeypatch, no_
 
 APP = '''
 import os
+import time
 import fastprom
 from fastprom import multiprocess
 
@@ -207,6 +208,7 @@ def wsgi(environ, start_response):
     if environ['PATH_INFO'] == '/work':
         for v in batch(int(environ['QUERY_STRING'])):
             work.observe(v)
+        time.sleep(0.005)  # keeps a worker busy long enough for the other to take requests
         start_response('200 OK', [('X-Worker-Pid', str(os.getpid()))])
         return [b'ok']
     return metrics(environ, start_response)
