@@ -309,8 +309,16 @@ impl Metrics<'_> {
         h.negative_span = spans(&snapshot.negative_spans);
         h.negative_delta = snapshot.negative_deltas.clone();
         h.exemplars = snapshot.exemplars.iter().map(exemplar).collect();
-        if h.sample_count.is_none() && h.sample_count_float.is_none() {
-            h.sample_count = Some(snapshot.count);
+        // The classic count was read before these buckets (in multiprocess mode from other
+        // files): observations made in between are in the buckets only, and Prometheus refuses
+        // a count below the buckets' total.
+        let in_buckets = snapshot.zero_count
+            + delta_total(&snapshot.positive_deltas)
+            + delta_total(&snapshot.negative_deltas);
+        match h.sample_count {
+            Some(count) if count < in_buckets => h.sample_count = Some(snapshot.count),
+            None if h.sample_count_float.is_none() => h.sample_count = Some(snapshot.count),
+            _ => {}
         }
         h.sample_sum = h.sample_sum.or(Some(snapshot.sum));
         // Without any of these a scraper would take it for a classic histogram.
@@ -343,6 +351,17 @@ impl Metrics<'_> {
         }
         self.metrics
     }
+}
+
+/// The observations in the buckets whose counts these deltas give.
+fn delta_total(deltas: &[i64]) -> u64 {
+    let mut count = 0i64;
+    let mut total = 0u64;
+    for delta in deltas {
+        count += delta;
+        total += count.max(0) as u64;
+    }
+    total
 }
 
 fn spans(spans: &[crate::core::model::BucketSpan]) -> Vec<pb::BucketSpan> {

@@ -703,3 +703,37 @@ mod prometheus {
         assert_eq!(answers[5], Some(3.0));
     }
 }
+
+/// Observations between the read of the classic count and that of the native buckets: the
+/// count is the native one rather than below the buckets' total.
+#[test]
+fn a_count_read_before_the_native_buckets_never_falls_below_them() {
+    use crate::core::model::MetricType as T;
+    let sparse = SparseHistogram::new(NativeConfig::with_schema(0));
+    for v in [0.0, 1.0, 2.0, 3.0, -5.0, 100.0, f64::NAN] {
+        sparse.observe(v);
+    }
+    let snapshot = sparse.snapshot();
+    let with_count = |count: f64| WithNative {
+        classic: family("nh", T::Histogram, vec![sample("nh_count", &[], count)]),
+        native: vec![(vec![], snapshot.clone())],
+    };
+    let count = |f: WithNative| {
+        render(&[&f], Escaping::Underscores)[0].metric[0]
+            .histogram
+            .clone()
+            .unwrap()
+            .sample_count
+    };
+    assert_eq!(
+        count(with_count(4.0)),
+        Some(7),
+        "5 observations are in the buckets"
+    );
+    assert_eq!(
+        count(with_count(6.0)),
+        Some(6),
+        "the NaN is in no bucket: 6 is valid"
+    );
+    assert_eq!(count(with_count(9.0)), Some(9));
+}
