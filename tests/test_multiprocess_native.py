@@ -14,16 +14,19 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.request
 import warnings
+from unittest import mock
 
 import prometheus_client
 import prometheus_client.multiprocess
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import fastprom
-from fastprom import exposition, multiprocess
+from fastprom import exposition, multiprocess, values
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -182,6 +185,42 @@ def test_remove_and_clear_take_the_native_buckets_out(tmp_path, monkeypatch, no_
     assert merged_protobuf(tmp_path) == expected
     h.clear()
     assert merged_protobuf(tmp_path) == b''
+
+
+VALUES = st.one_of(st.integers(-(1 << 20), 1 << 20).map(lambda k: k / 256), st.just(0.0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(-4, 8), st.lists(VALUES, max_size=60)), min_size=1, max_size=4))
+def test_any_processes_merge_as_one_process_at_their_lowest_schema(processes):
+    """Processes told apart by a `MultiProcessValue` identifier (each one's files named after
+    it), in this process: quick enough for hypothesis."""
+    identifier = ['0']
+    saved = values.ValueClass
+    fastprom.disable_created_metrics()
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            with mock.patch.dict(os.environ, {'PROMETHEUS_MULTIPROC_DIR': directory}):
+                values.ValueClass = values.MultiProcessValue(lambda: identifier[0])
+                try:
+                    for p, (schema, observed) in enumerate(processes):
+                        identifier[0] = str(p)
+                        h = fastprom.Histogram('h', 'H.', registry=None, native_histogram_max_buckets=0,
+                                               native_histogram_initial_schema=schema)
+                        for v in observed:
+                            h.observe(v)
+                finally:
+                    values.ValueClass = saved
+            merged = merged_protobuf(directory)
+        registry = fastprom.CollectorRegistry()
+        one = fastprom.Histogram('h', 'H.', registry=registry, native_histogram_max_buckets=0,
+                                 native_histogram_initial_schema=min(p[0] for p in processes))
+        for _, observed in processes:
+            for v in observed:
+                one.observe(v)
+        assert merged == exposition.generate_protobuf(registry)
+    finally:
+        fastprom.enable_created_metrics()
 
 
 # ---------------------------------------------------------------------------
