@@ -1,6 +1,8 @@
 //! Compaction: the files of dead processes are folded into one archive file per kind
 //! (`counter_archive.db`, `gauge_max_archive.db`, ...) and deleted, so a scrape reads files
-//! for live processes plus the archives however many processes came and went.
+//! for live processes plus the archives however many processes came and went. Native
+//! histograms' side files fold the same way (their entries add by key) into
+//! `histogram_native_archive.fpn`.
 //!
 //! Archives are in the reference's format, so prometheus_client's collector reads them too
 //! (a gauge archive's `pid` label is `archive`; the modes that keep it, `all` and the live
