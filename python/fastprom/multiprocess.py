@@ -57,7 +57,10 @@ class MultiProcessCollector:
         """`read(files)` on the directory's files, under the lock compactions take; files that
         could not be read are reported as warnings."""
         with _native.SharedDirectoryLock(self._path):
-            result, skipped = read(glob.glob(os.path.join(self._path, '*.db')))
+            files = glob.glob(os.path.join(self._path, '*.db'))
+            # fastprom's side files: summary sketches, for the quantiles merged across processes.
+            files += glob.glob(os.path.join(self._path, 'summary_sketch_*.fps'))
+            result, skipped = read(files)
         _warn_skipped(skipped)
         return result
 

@@ -12,6 +12,7 @@ use super::counter::CounterCells;
 use super::format::float_to_go_string;
 use super::model::{Exemplar, FamilySource, MetricType, NativeHistogramVisitor, Sample};
 use super::multiprocess::mapped::{self, MappedSpec, Slots};
+use super::multiprocess::sketch::MappedSketch;
 use super::native_histogram::{NativeConfig, SparseHistogram};
 use super::observations::{MappedObservations, Observations};
 use super::quantiles::{clock, QuantileSpec};
@@ -107,21 +108,41 @@ impl Child {
     }
 
     /// A child whose cells are slots of this process's multiprocess file.
+    /// A summary with `quantiles` keeps a sketch of its observations in a side file too.
     pub fn mapped(
         spec: &MappedSpec,
         labelnames: &[String],
         labels: Vec<String>,
         bounds: &[f64],
+        quantiles: Option<&QuantileSpec>,
         created: f64,
     ) -> std::io::Result<Child> {
         let slots = spec.series_slots(labelnames, &labels, bounds)?;
         let observations = |slots, bounds: &[f64]| {
             Box::new(Observations::Mapped(MappedObservations::new(slots, bounds)))
         };
-        let value = match spec.metric_type {
-            MetricType::Counter => ChildValue::MappedCounter(slots),
-            MetricType::Gauge => ChildValue::MappedGauge(slots),
-            MetricType::Summary => ChildValue::Summary(observations(slots, &[])),
+        let value = match (spec.metric_type, quantiles) {
+            (MetricType::Counter, _) => ChildValue::MappedCounter(slots),
+            (MetricType::Gauge, _) => ChildValue::MappedGauge(slots),
+            (MetricType::Summary, Some(quantiles)) => {
+                let objectives = quantiles
+                    .objectives
+                    .iter()
+                    .map(|o| (o.quantile, o.error))
+                    .collect();
+                let (max_age, age_buckets) = (quantiles.max_age, quantiles.age_buckets);
+                let sketch = MappedSketch::for_series(
+                    spec,
+                    labelnames,
+                    &labels,
+                    objectives,
+                    max_age,
+                    age_buckets,
+                )?;
+                let cells = MappedObservations::with_sketch(slots, sketch);
+                ChildValue::Summary(Box::new(Observations::Mapped(cells)))
+            }
+            (MetricType::Summary, None) => ChildValue::Summary(observations(slots, &[])),
             _ => ChildValue::Histogram(observations(slots, bounds)),
         };
         Ok(Child::new(labels, value, created))

@@ -106,7 +106,8 @@ fn new_cells(
     created: f64,
 ) -> PyResult<Child> {
     if let Some(spec) = multiprocess {
-        return Child::mapped(spec, labelnames, labels, bounds, created)
+        let quantiles = extras.quantiles.filter(|_| kind == Kind::Summary);
+        return Child::mapped(spec, labelnames, labels, bounds, quantiles, created)
             .map_err(multiprocess_file_error);
     }
     if let (Kind::Histogram, Some(config)) = (kind, extras.native) {

@@ -574,7 +574,10 @@ impl MappedSpec {
 }
 
 /// `dict(zip(labelnames, labelvalues))`: a repeated name keeps its last value.
-fn label_dict<'a>(labelnames: &'a [String], labels: &'a [String]) -> Vec<(&'a str, &'a str)> {
+pub(super) fn label_dict<'a>(
+    labelnames: &'a [String],
+    labels: &'a [String],
+) -> Vec<(&'a str, &'a str)> {
     let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(labels.len());
     for (name, value) in labelnames.iter().zip(labels) {
         match pairs.iter_mut().find(|(n, _)| n == name) {

@@ -8,6 +8,8 @@ use indexmap::IndexMap;
 
 use super::file::CachedKey;
 pub use super::file::FileCache;
+use super::sketch::wall_clock;
+use super::sketch_merge::{add_quantiles, is_sketch_file};
 use crate::core::format::float_to_go_string;
 use crate::core::model::{MetricType, OwnedFamily, OwnedSample};
 use crate::core::parse::py_float;
@@ -56,10 +58,15 @@ pub struct Merged {
 }
 
 /// Merges `files` (in the caller's order, which decides the order of families). Files that have
-/// disappeared are skipped silently; unreadable or corrupt ones with a warning.
+/// disappeared are skipped silently; unreadable or corrupt ones with a warning. Summary sketch
+/// side files among them add their quantiles when `accumulate` (the output is for exposition,
+/// not to be written back to `.db` files).
 pub fn merge(files: &[PathBuf], accumulate: bool, cache: &mut FileCache) -> Merged {
     let mut warnings = Vec::new();
     let mut readable = Vec::with_capacity(files.len());
+    let (sketches, files): (Vec<PathBuf>, Vec<PathBuf>) =
+        files.iter().cloned().partition(|p| is_sketch_file(p));
+    let files = files.as_slice();
     cache.retain(files);
     for path in files {
         let name = match FileName::parse(path) {
@@ -76,10 +83,13 @@ pub fn merge(files: &[PathBuf], accumulate: bool, cache: &mut FileCache) -> Merg
         }
     }
     let metrics = read_metrics(&readable, cache, &mut warnings);
-    let families = metrics
+    let mut families: Vec<OwnedFamily> = metrics
         .into_values()
         .map(|metric| accumulate_metric(metric, accumulate))
         .collect();
+    if accumulate {
+        add_quantiles(&mut families, &sketches, wall_clock(), &mut warnings);
+    }
     Merged { families, warnings }
 }
 

@@ -5,3 +5,5 @@ pub mod file;
 pub mod key;
 pub mod mapped;
 pub mod merge;
+pub mod sketch;
+pub mod sketch_merge;

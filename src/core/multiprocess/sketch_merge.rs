@@ -1,0 +1,291 @@
+//! The reading side of the summary sketches (see `sketch`): the collector sums the live windows
+//! of every side file, live or dead process, and reports each summary's quantiles before its
+//! `_count`; compaction folds dead processes' side files into `summary_sketch_archive.fps`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+use super::file::read_entries;
+use super::key::parse_key;
+use super::mapped::encode_file;
+use super::sketch::{Bucket, SeriesInfo, SketchEntry, FILE_EXTENSION, FILE_PREFIX};
+use crate::core::format::float_to_go_string;
+use crate::core::model::{MetricType, OwnedFamily, OwnedSample};
+
+/// Whether `path` is a side file of summary sketches (`summary_sketch_<pid>.fps`).
+pub fn is_sketch_file(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    path.extension().is_some_and(|e| e == FILE_EXTENSION)
+        && name.starts_with(FILE_PREFIX)
+        && name[FILE_PREFIX.len()..].starts_with('_')
+}
+
+/// Counts per bucket, ascending by value.
+type Counts = BTreeMap<(u8, i64), (Bucket, f64)>;
+
+/// One file's sketches: per series, per ring position, the window and its counts.
+#[derive(Default)]
+struct FileSketches {
+    series: IndexMap<String, SeriesInfo>,
+    windows: HashMap<(String, usize), (f64, Counts)>,
+}
+
+fn read_file(bytes: &[u8]) -> Result<FileSketches, String> {
+    let entries = read_entries(bytes).map_err(|e| e.message)?;
+    let mut sketches = FileSketches::default();
+    let mut counts = Vec::new();
+    for entry in entries {
+        match SketchEntry::parse(&entry.key) {
+            Some(SketchEntry::Series(info)) => {
+                sketches.series.insert(info.id.clone(), info);
+            }
+            Some(SketchEntry::Stamp { id, ring }) => {
+                let window = sketches.windows.entry((id, ring)).or_default();
+                window.0 = entry.value;
+            }
+            Some(SketchEntry::Count { id, ring, bucket }) => {
+                counts.push((id, ring, bucket, entry.value))
+            }
+            None => return Err(format!("Invalid sketch key: {}", entry.key)),
+        }
+    }
+    for (id, ring, bucket, count) in counts {
+        if let Some((_, window)) = sketches.windows.get_mut(&(id, ring)) {
+            add_count(window, bucket, count);
+        }
+    }
+    Ok(sketches)
+}
+
+fn add_count(counts: &mut Counts, bucket: Bucket, count: f64) {
+    if count != 0.0 {
+        counts.entry(bucket.order()).or_insert((bucket, 0.0)).1 += count;
+    }
+}
+
+/// The windows of `info`'s series that are live at `now`.
+fn live_windows<'a>(
+    sketches: &'a FileSketches,
+    info: &'a SeriesInfo,
+    now: f64,
+) -> impl Iterator<Item = (usize, f64, &'a Counts)> {
+    (0..info.age_buckets).filter_map(move |ring| {
+        let (window, counts) = sketches.windows.get(&(info.id.clone(), ring))?;
+        info.is_live(*window, now)
+            .then_some((ring, *window, counts))
+    })
+}
+
+/// A summary series' identity in merged output: metric name and labels sorted by name.
+type SeriesKey = (String, Vec<(String, String)>);
+
+/// The sum of every process's live windows, per series.
+struct MergedSketch {
+    objectives: Vec<(f64, f64)>,
+    counts: Counts,
+}
+
+/// Sums the live windows of `paths` at `now`; unreadable files are reported in `warnings`.
+fn merge_sketches(
+    paths: &[PathBuf],
+    now: f64,
+    warnings: &mut Vec<(PathBuf, String)>,
+) -> HashMap<SeriesKey, MergedSketch> {
+    let mut merged: HashMap<SeriesKey, MergedSketch> = HashMap::new();
+    for path in paths {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                warnings.push((path.clone(), e.to_string()));
+                continue;
+            }
+        };
+        let sketches = match read_file(&bytes) {
+            Ok(sketches) => sketches,
+            Err(message) => {
+                warnings.push((path.clone(), message));
+                continue;
+            }
+        };
+        for info in sketches.series.values() {
+            let Some(mut key) = parse_key(&info.mmap_key) else {
+                warnings.push((path.clone(), format!("Invalid key: {}", info.mmap_key)));
+                continue;
+            };
+            key.labels.sort();
+            let sketch = merged
+                .entry((key.metric_name, key.labels))
+                .or_insert_with(|| MergedSketch {
+                    objectives: info.objectives.clone(),
+                    counts: Counts::new(),
+                });
+            for (_, _, counts) in live_windows(&sketches, info, now) {
+                for (bucket, count) in counts.values() {
+                    add_count(&mut sketch.counts, *bucket, *count);
+                }
+            }
+        }
+    }
+    merged
+}
+
+/// The value of quantile `q`: the representative of the bucket holding the observation of
+/// rank `ceil(q n)` (1-based); NaN without observations.
+fn quantile(counts: &Counts, q: f64) -> f64 {
+    let total: f64 = counts.values().map(|(_, c)| c).sum();
+    if total <= 0.0 {
+        return f64::NAN;
+    }
+    let rank = (q * total).ceil().max(1.0);
+    let mut seen = 0.0;
+    for (bucket, count) in counts.values() {
+        seen += count;
+        if seen >= rank {
+            return bucket.value();
+        }
+    }
+    counts.values().last().map_or(f64::NAN, |(b, _)| b.value())
+}
+
+/// Adds the quantiles merged from the side files `paths` to the summaries of `families`: before
+/// the first sample of each label set that has a sketch, one `name{quantile="q"}` sample per
+/// objective.
+pub fn add_quantiles(
+    families: &mut [OwnedFamily],
+    paths: &[PathBuf],
+    now: f64,
+    warnings: &mut Vec<(PathBuf, String)>,
+) {
+    if paths.is_empty() {
+        return;
+    }
+    let sketches = merge_sketches(paths, now, warnings);
+    for family in families
+        .iter_mut()
+        .filter(|f| f.metric_type == MetricType::Summary)
+    {
+        let samples = std::mem::take(&mut family.samples);
+        let mut done: Vec<Vec<(String, String)>> = Vec::new();
+        for sample in samples {
+            let mut labels = sample.labels.clone();
+            labels.sort();
+            if !done.contains(&labels) {
+                let key = (family.name.clone(), labels);
+                if let Some(sketch) = sketches.get(&key) {
+                    push_quantiles(&mut family.samples, &family.name, &sample.labels, sketch);
+                }
+                done.push(key.1);
+            }
+            family.samples.push(sample);
+        }
+    }
+}
+
+fn push_quantiles(
+    samples: &mut Vec<OwnedSample>,
+    name: &str,
+    labels: &[(String, String)],
+    sketch: &MergedSketch,
+) {
+    for (q, _) in &sketch.objectives {
+        let mut labels = labels.to_vec();
+        labels.push(("quantile".to_owned(), float_to_go_string(*q)));
+        samples.push(OwnedSample {
+            name: name.to_owned(),
+            labels,
+            value: Some(quantile(&sketch.counts, *q)),
+            timestamp: None,
+            exemplar: None,
+            native_histogram: None,
+        });
+    }
+}
+
+/// The archive of dead processes' sketches.
+pub fn archive_path(directory: &Path) -> PathBuf {
+    directory.join(format!("{FILE_PREFIX}_archive.{FILE_EXTENSION}"))
+}
+
+/// Folds the side files `dead` into the archive and deletes them; returns how many. Per series
+/// and ring position the latest window is kept (an older one there has expired), counts of the
+/// same window summed; windows expired at `now` are dropped, series entries kept (their
+/// summaries keep their quantile samples, NaN once empty).
+pub fn fold_into_archive(directory: &Path, dead: &[PathBuf], now: f64) -> io::Result<usize> {
+    let archive = archive_path(directory);
+    let mut folded = FileSketches::default();
+    if archive.exists() {
+        let sketches = read_file(&fs::read(&archive)?).map_err(io::Error::other)?;
+        fold(&mut folded, &sketches, now);
+    }
+    let mut done = Vec::new();
+    for path in dead {
+        // An unreadable file stays for the collector to report.
+        let Ok(bytes) = fs::read(path) else { continue };
+        if let Ok(sketches) = read_file(&bytes) {
+            fold(&mut folded, &sketches, now);
+            done.push(path);
+        }
+    }
+    if done.is_empty() {
+        return Ok(0);
+    }
+    let temporary = directory.join(format!(".{FILE_PREFIX}_archive.{FILE_EXTENSION}.tmp"));
+    let mut out = fs::File::create(&temporary)?;
+    out.write_all(&encode_archive(&folded))?;
+    out.sync_all()?;
+    fs::rename(&temporary, &archive)?;
+    for path in &done {
+        fs::remove_file(path)?;
+    }
+    Ok(done.len())
+}
+
+fn fold(into: &mut FileSketches, from: &FileSketches, now: f64) {
+    for info in from.series.values() {
+        into.series
+            .entry(info.id.clone())
+            .or_insert_with(|| info.clone());
+        for (ring, window, counts) in live_windows(from, info, now) {
+            let slot = into
+                .windows
+                .entry((info.id.clone(), ring))
+                .or_insert((window, Counts::new()));
+            if window > slot.0 {
+                *slot = (window, Counts::new());
+            }
+            if window == slot.0 {
+                for (bucket, count) in counts.values() {
+                    add_count(&mut slot.1, *bucket, *count);
+                }
+            }
+        }
+    }
+}
+
+fn encode_archive(sketches: &FileSketches) -> Vec<u8> {
+    let mut entries: Vec<(String, f64)> = Vec::new();
+    for info in sketches.series.values() {
+        entries.push((info.key(), 0.0));
+        for ring in 0..info.age_buckets {
+            let Some((window, counts)) = sketches.windows.get(&(info.id.clone(), ring)) else {
+                continue;
+            };
+            let id = info.id.clone();
+            entries.push((SketchEntry::Stamp { id, ring }.key(), *window));
+            for (bucket, count) in counts.values() {
+                let id = info.id.clone();
+                let bucket = *bucket;
+                entries.push((SketchEntry::Count { id, ring, bucket }.key(), *count));
+            }
+        }
+    }
+    encode_file(entries.iter().map(|(k, v)| (k.as_str(), *v, 0.0)))
+}
