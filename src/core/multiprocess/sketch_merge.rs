@@ -289,3 +289,230 @@ fn encode_archive(sketches: &FileSketches) -> Vec<u8> {
     }
     encode_file(entries.iter().map(|(k, v)| (k.as_str(), *v, 0.0)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::multiprocess::key::mmap_key;
+    use crate::core::multiprocess::mapped::FileId;
+    use crate::core::multiprocess::sketch::MappedSketch;
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir =
+                std::env::temp_dir().join(format!("fastprom-sketch-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        /// The side file a process named `process` writes.
+        fn file(&self, process: &str) -> FileId {
+            FileId {
+                directory: self.0.clone(),
+                prefix: FILE_PREFIX.to_owned(),
+                process: Some(process.to_owned()),
+                extension: FILE_EXTENSION,
+            }
+        }
+
+        fn path(&self, process: &str) -> PathBuf {
+            self.0
+                .join(format!("{FILE_PREFIX}_{process}.{FILE_EXTENSION}"))
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const OBJECTIVES: [(f64, f64); 4] = [(0.01, 0.001), (0.5, 0.05), (0.9, 0.01), (0.99, 0.001)];
+
+    fn key(route: &str) -> String {
+        mmap_key("lat", "lat", &[("route", route)], "Latency.")
+    }
+
+    fn sketch(dir: &TempDir, process: &str, route: &str) -> MappedSketch {
+        let objectives = OBJECTIVES.to_vec();
+        MappedSketch::new(dir.file(process), &key(route), objectives, 10.0, 5).unwrap()
+    }
+
+    /// Deterministic values spread over many orders of magnitude, both signs.
+    fn values(seed: u64, n: usize) -> Vec<f64> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let v = (unit * 20.0 - 8.0).exp();
+                if state.is_multiple_of(7) {
+                    -v
+                } else {
+                    v
+                }
+            })
+            .collect()
+    }
+
+    fn merged_at(dir: &TempDir, now: f64) -> HashMap<SeriesKey, MergedSketch> {
+        let mut paths: Vec<PathBuf> = fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| is_sketch_file(p))
+            .collect();
+        paths.sort();
+        let mut warnings = Vec::new();
+        let merged = merge_sketches(&paths, now, &mut warnings);
+        assert_eq!(warnings, []);
+        merged
+    }
+
+    fn series(route: &str) -> SeriesKey {
+        (
+            "lat".to_owned(),
+            vec![("route".to_owned(), route.to_owned())],
+        )
+    }
+
+    #[test]
+    fn quantiles_merged_across_processes_are_within_one_percent() {
+        let dir = TempDir::new("merge");
+        let mut all = Vec::new();
+        for p in 0..4 {
+            let sketch = sketch(&dir, &format!("p{p}"), "/a");
+            let values = values(p + 1, 5000);
+            for v in &values {
+                sketch.observe(*v, 100.0);
+            }
+            all.extend(values);
+        }
+        all.sort_by(f64::total_cmp);
+        let merged = merged_at(&dir, 105.0);
+        let sketch = &merged[&series("/a")];
+        assert_eq!(sketch.objectives, OBJECTIVES);
+        for (q, _) in OBJECTIVES {
+            let exact = all[(q * all.len() as f64).ceil() as usize - 1];
+            let estimate = quantile(&sketch.counts, q);
+            assert!(
+                ((estimate - exact) / exact).abs() <= 0.01,
+                "q={q}: {estimate} vs {exact}"
+            );
+        }
+    }
+
+    #[test]
+    fn windows_expire_and_positions_are_reused() {
+        let dir = TempDir::new("windows");
+        let sketch = sketch(&dir, "w", "/a");
+        // w = 2 s: window 50 ([100, 102)) in position 0, window 51 in position 1.
+        sketch.observe(1.0, 100.5);
+        sketch.observe(2.0, 102.5);
+        let counts = |now| {
+            let merged = merged_at(&dir, now);
+            let total: f64 = merged[&series("/a")].counts.values().map(|(_, c)| c).sum();
+            total
+        };
+        assert_eq!(counts(103.0), 2.0);
+        // At 110.5 (window 55) window 50 has left the last five; 51 has not.
+        assert_eq!(counts(110.5), 1.0);
+        // Window 55 lands in position 0 again: the old counts there are zeroed first.
+        sketch.observe(3.0, 110.5);
+        let merged = merged_at(&dir, 110.5);
+        let values: Vec<f64> = merged[&series("/a")]
+            .counts
+            .values()
+            .map(|(b, _)| b.value())
+            .collect();
+        assert_eq!(values.len(), 2);
+        assert!((values[0] / 2.0 - 1.0).abs() < 0.01 && (values[1] / 3.0 - 1.0).abs() < 0.01);
+        assert_eq!(counts(100.0 + 60.0), 0.0);
+        assert!(quantile(&merged_at(&dir, 160.0)[&series("/a")].counts, 0.5).is_nan());
+    }
+
+    #[test]
+    fn quantile_samples_come_before_each_summary_series() {
+        let dir = TempDir::new("samples");
+        sketch(&dir, "s", "/a").observe(4.0, 100.0);
+        let sample = |name: &str, route: &str, value| OwnedSample {
+            name: name.to_owned(),
+            labels: vec![("route".to_owned(), route.to_owned())],
+            value: Some(value),
+            timestamp: None,
+            exemplar: None,
+            native_histogram: None,
+        };
+        let mut families = vec![OwnedFamily {
+            name: "lat".to_owned(),
+            documentation: "Latency.".to_owned(),
+            metric_type: MetricType::Summary,
+            unit: String::new(),
+            samples: vec![
+                sample("lat_count", "/a", 1.0),
+                sample("lat_sum", "/a", 4.0),
+                sample("lat_count", "/b", 0.0),
+                sample("lat_sum", "/b", 0.0),
+            ],
+        }];
+        let mut warnings = Vec::new();
+        add_quantiles(&mut families, &[dir.path("s")], 101.0, &mut warnings);
+        let got: Vec<(String, Vec<(String, String)>)> = families[0]
+            .samples
+            .iter()
+            .map(|s| (s.name.clone(), s.labels.clone()))
+            .collect();
+        let labels = |route: &str, q: Option<&str>| {
+            let mut labels = vec![("route".to_owned(), route.to_owned())];
+            labels.extend(q.map(|q| ("quantile".to_owned(), q.to_owned())));
+            labels
+        };
+        let mut expected: Vec<(String, Vec<(String, String)>)> = ["0.01", "0.5", "0.9", "0.99"]
+            .iter()
+            .map(|q| ("lat".to_owned(), labels("/a", Some(q))))
+            .collect();
+        expected.push(("lat_count".to_owned(), labels("/a", None)));
+        expected.push(("lat_sum".to_owned(), labels("/a", None)));
+        expected.push(("lat_count".to_owned(), labels("/b", None)));
+        expected.push(("lat_sum".to_owned(), labels("/b", None)));
+        assert_eq!(got, expected);
+        assert!((families[0].samples[1].value.unwrap() / 4.0 - 1.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn dead_sketches_fold_into_the_archive() {
+        let dir = TempDir::new("fold");
+        // Window 50 (position 0) in a and b, then b goes on to window 51 (position 1).
+        sketch(&dir, "a", "/a").observe(1.0, 100.0);
+        let b = sketch(&dir, "b", "/a");
+        b.observe(1.0, 100.0);
+        b.observe(5.0, 102.0);
+        sketch(&dir, "c", "/c").observe(7.0, 100.0);
+        let before = merged_at(&dir, 103.0);
+        let dead = [dir.path("a"), dir.path("c")];
+        assert_eq!(fold_into_archive(&dir.0, &dead, 103.0).unwrap(), 2);
+        assert!(!dir.path("a").exists() && dir.path("b").exists());
+        let after = merged_at(&dir, 103.0);
+        for route in ["/a", "/c"] {
+            assert_eq!(after[&series(route)].counts, before[&series(route)].counts);
+        }
+        // Folding b later, when window 50 has expired: only window 51 is kept.
+        assert_eq!(
+            fold_into_archive(&dir.0, &[dir.path("b")], 111.0).unwrap(),
+            1
+        );
+        let archive = fs::read(archive_path(&dir.0)).unwrap();
+        let sketches = read_file(&archive).unwrap();
+        assert_eq!(sketches.series.len(), 2, "series entries stay");
+        let windows: Vec<f64> = sketches.windows.values().map(|(w, _)| *w).collect();
+        assert_eq!(windows, [51.0]);
+        let merged = merged_at(&dir, 111.0);
+        let a: Vec<(Bucket, f64)> = merged[&series("/a")].counts.values().copied().collect();
+        assert_eq!(a, [(Bucket::of(5.0).unwrap(), 1.0)]);
+        assert!(merged[&series("/c")].counts.is_empty());
+    }
+}
