@@ -197,6 +197,27 @@ def test_a_forked_child_writes_its_own_sketch(tmp_path):
     assert abs(median - 100.0) <= 1.0
 
 
+REMOVING_WRITER = textwrap.dedent('''
+    from fastprom import Summary
+    s = Summary('removed_seconds', 'Removed.', ['route'], objectives={0.5: 0.05})
+    kept = s.labels('/a')
+    for _ in range(10):
+        kept.observe(100.0)
+    s.remove('/a')
+    kept.observe(100.0)        # a handle kept on a removed child is no longer exported
+    for _ in range(3):
+        s.labels('/a').observe(1.0)
+''')
+
+
+def test_a_removed_series_starts_again_without_its_old_observations(tmp_path):
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    subprocess.run([sys.executable, '-c', REMOVING_WRITER], env=env, check=True)
+    registry = fastprom_registry(tmp_path)
+    assert registry.get_sample_value('removed_seconds_count', {'route': '/a'}) == 3
+    assert registry.get_sample_value('removed_seconds', {'route': '/a', 'quantile': '0.5'}) == pytest.approx(1, rel=0.01)
+
+
 def test_no_warning_in_multiprocess_mode(tmp_path):
     env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
     program = ("import warnings; warnings.simplefilter('error'); from fastprom import Summary; "

@@ -222,6 +222,20 @@ impl Child {
         }
     }
 
+    /// Multiprocess mode: the child leaves the files. Its value slots, and its sketch's if it
+    /// is a summary with quantiles (which stops making new entries), for `mapped::remove`.
+    pub fn slots_to_remove(&self) -> Vec<Arc<Slots>> {
+        let mut slots: Vec<Arc<Slots>> = self.mapped_slots().cloned().into_iter().collect();
+        if let ChildValue::Summary(o) = &self.value {
+            slots.extend(
+                o.mapped_sketch()
+                    .map(MappedSketch::remove)
+                    .unwrap_or_default(),
+            );
+        }
+        slots
+    }
+
     /// The single value of a counter or gauge.
     pub fn get(&self) -> f64 {
         match &self.value {

@@ -114,6 +114,14 @@ impl Observations {
         }
     }
 
+    /// A multiprocess summary's sketch, if it has one.
+    pub fn mapped_sketch(&self) -> Option<&MappedSketch> {
+        match self {
+            Observations::Mapped(m) => m.sketch.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn mapped_slots(&self) -> Option<&Arc<Slots>> {
         match self {
             Observations::Local(_) => None,

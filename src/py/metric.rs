@@ -617,10 +617,7 @@ impl MetricCore {
             Some(keys) => keys.iter().filter_map(|k| family.remove(k)).collect(),
         };
         // Multiprocess mode: the series leave this process's files too.
-        let slots: Vec<_> = removed
-            .iter()
-            .filter_map(|c| c.mapped_slots().cloned())
-            .collect();
+        let slots: Vec<_> = removed.iter().flat_map(|c| c.slots_to_remove()).collect();
         if !slots.is_empty() {
             mapped::remove(&slots).map_err(multiprocess_file_error)?;
         }

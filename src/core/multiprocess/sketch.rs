@@ -21,10 +21,11 @@
 //! process.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::key::mmap_key;
-use super::mapped::{label_dict, FileId, MappedSpec, Slots};
+use super::mapped::{keys_with_prefix, label_dict, FileId, MappedSpec, Slots};
 use crate::core::cell::{add_f64, load_f64, store_f64};
 
 /// The relative accuracy of a bucket's representative: under 1% with room for rounding.
@@ -272,6 +273,8 @@ pub struct MappedSketch {
     /// The series entry, then each ring position's stamp.
     fixed: Arc<Slots>,
     rings: Mutex<Vec<Ring>>,
+    /// The child was removed: its entries have left the file, and no new one is made.
+    removed: AtomicBool,
 }
 
 /// One ring position's buckets, created as values first land in them.
@@ -332,13 +335,15 @@ impl Ring {
         }
     }
 
-    fn clear(&self) {
-        let all = self
-            .negative
+    fn all(&self) -> impl Iterator<Item = &Arc<Slots>> {
+        self.negative
             .all()
             .chain(&self.zero)
-            .chain(self.positive.all());
-        for slots in all {
+            .chain(self.positive.all())
+    }
+
+    fn clear(&self) {
+        for slots in self.all() {
             store_f64(slots.value(0), 0.0);
         }
     }
@@ -383,13 +388,29 @@ impl MappedSketch {
         let mut keys = vec![info.key()];
         keys.extend((0..age_buckets).map(|ring| stamp_key(&info.id, ring)));
         let fixed = Slots::new(file.clone(), keys)?;
-        let rings = (0..age_buckets).map(|_| Ring::default()).collect();
+        let mut rings: Vec<Ring> = (0..age_buckets).map(|_| Ring::default()).collect();
+        // The series' value is 1 once it has had observations in this file: an earlier process
+        // of the same name (a pid used again, a named worker restarted) left buckets, which are
+        // taken over so that clearing a position clears them too.
+        if load_f64(fixed.value(0)) != 0.0 {
+            adopt_buckets(&file, &info.id, &mut rings)?;
+        }
         Ok(MappedSketch {
             file,
             info,
             fixed,
             rings: Mutex::new(rings),
+            removed: AtomicBool::new(false),
         })
+    }
+
+    /// The child is being removed: every slot of its entries, to leave the file (see
+    /// `mapped::remove`). A handle kept on it counts into process memory from now on.
+    pub fn remove(&self) -> Vec<Arc<Slots>> {
+        self.removed.store(true, Ordering::Relaxed);
+        let rings = self.lock();
+        let buckets = rings.iter().flat_map(|r| r.all().cloned());
+        std::iter::once(self.fixed.clone()).chain(buckets).collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Ring>> {
@@ -412,6 +433,7 @@ impl MappedSketch {
         if load_f64(stamp) != window {
             ring.clear();
             store_f64(stamp, window);
+            store_f64(self.fixed.value(0), 1.0);
         }
         self.count(ring, position, bucket);
     }
@@ -422,12 +444,28 @@ impl MappedSketch {
             add_f64(slots.value(0), 1.0);
             return;
         }
+        if self.removed.load(Ordering::Relaxed) {
+            return;
+        }
         let key = bucket_key(&self.info.id, position, bucket);
         if let Ok(slots) = Slots::new(self.file.clone(), vec![key]) {
             add_f64(slots.value(0), 1.0);
             ring.insert(bucket, slots);
         }
     }
+}
+
+/// Takes over the bucket entries of series `id` already in `file`.
+fn adopt_buckets(file: &FileId, id: &str, rings: &mut [Ring]) -> io::Result<()> {
+    for key in keys_with_prefix(file, &format!("B {id} "))? {
+        let Some(SketchEntry::Count { ring, bucket, .. }) = SketchEntry::parse(&key) else {
+            continue;
+        };
+        if let Some(ring) = rings.get_mut(ring) {
+            ring.insert(bucket, Slots::new(file.clone(), vec![key])?);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -436,6 +436,20 @@ mod tests {
     }
 
     #[test]
+    fn a_later_process_of_the_same_name_clears_the_buckets_it_finds() {
+        let dir = TempDir::new("again");
+        let earlier = sketch(&dir, "same", "/a");
+        earlier.observe(1.0, 100.0);
+        drop(earlier);
+        // Window 55 falls in position 0, where the earlier process counted window 50.
+        let later = sketch(&dir, "same", "/a");
+        later.observe(5.0, 110.0);
+        let merged = merged_at(&dir, 110.0);
+        let counts: Vec<(Bucket, f64)> = merged[&series("/a")].counts.values().copied().collect();
+        assert_eq!(counts, [(Bucket::of(5.0).unwrap(), 1.0)]);
+    }
+
+    #[test]
     fn quantile_samples_come_before_each_summary_series() {
         let dir = TempDir::new("samples");
         sketch(&dir, "s", "/a").observe(4.0, 100.0);
