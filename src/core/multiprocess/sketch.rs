@@ -115,20 +115,20 @@ fn representative(index: i32) -> f64 {
     2.0 * g.powi(index) / (g + 1.0)
 }
 
-/// A series' identity in keys: FNV-1a of its mmap key, as 16 hex digits.
-pub fn series_id(mmap_key: &str) -> String {
+/// A series' identity in keys: FNV-1a of its mmap key (written as 16 hex digits).
+pub fn series_id(mmap_key: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in mmap_key.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{hash:016x}")
+    hash
 }
 
 /// A series' settings, as its `S` entry records them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SeriesInfo {
-    pub id: String,
+    pub id: u64,
     pub max_age: f64,
     pub age_buckets: usize,
     /// `(quantile, error)` in quantile order.
@@ -144,7 +144,7 @@ impl SeriesInfo {
             .map(|(q, e)| format!("{q}:{e}"))
             .collect();
         format!(
-            "S {} {} {} {} {}",
+            "S {:016x} {} {} {} {}",
             self.id,
             self.max_age,
             self.age_buckets,
@@ -166,12 +166,12 @@ impl SeriesInfo {
     }
 }
 
-fn stamp_key(id: &str, ring: usize) -> String {
-    format!("W {id} {ring}")
+fn stamp_key(id: u64, ring: usize) -> String {
+    format!("W {id:016x} {ring}")
 }
 
-fn bucket_key(id: &str, ring: usize, bucket: Bucket) -> String {
-    format!("B {id} {ring} {}", bucket.key_part())
+fn bucket_key(id: u64, ring: usize, bucket: Bucket) -> String {
+    format!("B {id:016x} {ring} {}", bucket.key_part())
 }
 
 /// What an entry of a side file is.
@@ -179,11 +179,11 @@ fn bucket_key(id: &str, ring: usize, bucket: Bucket) -> String {
 pub enum SketchEntry {
     Series(SeriesInfo),
     Stamp {
-        id: String,
+        id: u64,
         ring: usize,
     },
     Count {
-        id: String,
+        id: u64,
         ring: usize,
         bucket: Bucket,
     },
@@ -193,7 +193,7 @@ impl SketchEntry {
     pub fn parse(key: &str) -> Option<SketchEntry> {
         let mut parts = key.splitn(6, ' ');
         let kind = parts.next()?;
-        let id = parts.next()?.to_owned();
+        let id = u64::from_str_radix(parts.next()?, 16).ok()?;
         match kind {
             "S" => {
                 let max_age = parts.next()?.parse().ok()?;
@@ -231,8 +231,8 @@ impl SketchEntry {
     pub fn key(&self) -> String {
         match self {
             SketchEntry::Series(info) => info.key(),
-            SketchEntry::Stamp { id, ring } => stamp_key(id, *ring),
-            SketchEntry::Count { id, ring, bucket } => bucket_key(id, *ring, *bucket),
+            SketchEntry::Stamp { id, ring } => stamp_key(*id, *ring),
+            SketchEntry::Count { id, ring, bucket } => bucket_key(*id, *ring, *bucket),
         }
     }
 }
@@ -386,14 +386,14 @@ impl MappedSketch {
             mmap_key: mmap_key.to_owned(),
         };
         let mut keys = vec![info.key()];
-        keys.extend((0..age_buckets).map(|ring| stamp_key(&info.id, ring)));
+        keys.extend((0..age_buckets).map(|ring| stamp_key(info.id, ring)));
         let fixed = Slots::new(file.clone(), keys)?;
         let mut rings: Vec<Ring> = (0..age_buckets).map(|_| Ring::default()).collect();
         // The series' value is 1 once it has had observations in this file: an earlier process
         // of the same name (a pid used again, a named worker restarted) left buckets, which are
         // taken over so that clearing a position clears them too.
         if load_f64(fixed.value(0)) != 0.0 {
-            adopt_buckets(&file, &info.id, &mut rings)?;
+            adopt_buckets(&file, info.id, &mut rings)?;
         }
         Ok(MappedSketch {
             file,
@@ -447,7 +447,7 @@ impl MappedSketch {
         if self.removed.load(Ordering::Relaxed) {
             return;
         }
-        let key = bucket_key(&self.info.id, position, bucket);
+        let key = bucket_key(self.info.id, position, bucket);
         if let Ok(slots) = Slots::new(self.file.clone(), vec![key]) {
             add_f64(slots.value(0), 1.0);
             ring.insert(bucket, slots);
@@ -456,8 +456,8 @@ impl MappedSketch {
 }
 
 /// Takes over the bucket entries of series `id` already in `file`.
-fn adopt_buckets(file: &FileId, id: &str, rings: &mut [Ring]) -> io::Result<()> {
-    for key in keys_with_prefix(file, &format!("B {id} "))? {
+fn adopt_buckets(file: &FileId, id: u64, rings: &mut [Ring]) -> io::Result<()> {
+    for key in keys_with_prefix(file, &format!("B {id:016x} "))? {
         let Some(SketchEntry::Count { ring, bucket, .. }) = SketchEntry::parse(&key) else {
             continue;
         };
@@ -522,16 +522,16 @@ mod tests {
         let entries = [
             SketchEntry::Series(info.clone()),
             SketchEntry::Stamp {
-                id: info.id.clone(),
+                id: info.id,
                 ring: 4,
             },
             SketchEntry::Count {
-                id: info.id.clone(),
+                id: info.id,
                 ring: 0,
                 bucket: Bucket::Negative(-17),
             },
             SketchEntry::Count {
-                id: info.id.clone(),
+                id: info.id,
                 ring: 1,
                 bucket: Bucket::Zero,
             },
@@ -560,7 +560,7 @@ mod tests {
     #[test]
     fn windows_are_live_for_age_buckets_steps() {
         let info = SeriesInfo {
-            id: String::new(),
+            id: 0,
             max_age: 10.0,
             age_buckets: 5,
             objectives: vec![],

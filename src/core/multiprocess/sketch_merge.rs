@@ -2,14 +2,14 @@
 //! of every side file, live or dead process, and reports each summary's quantiles before its
 //! `_count`; compaction folds dead processes' side files into `summary_sketch_archive.fps`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use super::file::read_entries;
+use super::file::visit_entries;
 use super::key::parse_key;
 use super::mapped::encode_file;
 use super::sketch::{Bucket, SeriesInfo, SketchEntry, FILE_EXTENSION, FILE_PREFIX};
@@ -27,47 +27,56 @@ pub fn is_sketch_file(path: &Path) -> bool {
         && name[FILE_PREFIX.len()..].starts_with('_')
 }
 
-/// Counts per bucket, ascending by value.
-type Counts = BTreeMap<(u8, i64), (Bucket, f64)>;
+/// Counts per bucket; `normalize` sorts them ascending by value, one per bucket.
+type Counts = Vec<(Bucket, f64)>;
+
+fn normalize(counts: &mut Counts) {
+    counts.sort_unstable_by_key(|(bucket, _)| bucket.order());
+    counts.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 += later.1;
+        }
+        same
+    });
+    counts.retain(|(_, count)| *count != 0.0);
+}
 
 /// One file's sketches: per series, per ring position, the window and its counts.
 #[derive(Default)]
 struct FileSketches {
-    series: IndexMap<String, SeriesInfo>,
-    windows: HashMap<(String, usize), (f64, Counts)>,
+    series: IndexMap<u64, SeriesInfo>,
+    windows: HashMap<(u64, usize), (f64, Counts)>,
 }
 
 fn read_file(bytes: &[u8]) -> Result<FileSketches, String> {
-    let entries = read_entries(bytes).map_err(|e| e.message)?;
     let mut sketches = FileSketches::default();
     let mut counts = Vec::new();
-    for entry in entries {
-        match SketchEntry::parse(&entry.key) {
-            Some(SketchEntry::Series(info)) => {
-                sketches.series.insert(info.id.clone(), info);
-            }
-            Some(SketchEntry::Stamp { id, ring }) => {
-                let window = sketches.windows.entry((id, ring)).or_default();
-                window.0 = entry.value;
-            }
-            Some(SketchEntry::Count { id, ring, bucket }) => {
-                counts.push((id, ring, bucket, entry.value))
-            }
-            None => return Err(format!("Invalid sketch key: {}", entry.key)),
+    let mut invalid = None;
+    let read = visit_entries(bytes, |key, value| match SketchEntry::parse(key) {
+        Some(SketchEntry::Series(info)) => {
+            sketches.series.insert(info.id, info);
         }
+        Some(SketchEntry::Stamp { id, ring }) => {
+            sketches.windows.entry((id, ring)).or_default().0 = value;
+        }
+        Some(SketchEntry::Count { id, ring, bucket }) => counts.push((id, ring, bucket, value)),
+        None => {
+            invalid.get_or_insert_with(|| key.to_owned());
+        }
+    });
+    read.map_err(|e| e.message)?;
+    if let Some(key) = invalid {
+        return Err(format!("Invalid sketch key: {key}"));
     }
     for (id, ring, bucket, count) in counts {
         if let Some((_, window)) = sketches.windows.get_mut(&(id, ring)) {
-            add_count(window, bucket, count);
+            if count != 0.0 {
+                window.push((bucket, count));
+            }
         }
     }
     Ok(sketches)
-}
-
-fn add_count(counts: &mut Counts, bucket: Bucket, count: f64) {
-    if count != 0.0 {
-        counts.entry(bucket.order()).or_insert((bucket, 0.0)).1 += count;
-    }
 }
 
 /// The windows of `info`'s series that are live at `now`.
@@ -77,7 +86,7 @@ fn live_windows<'a>(
     now: f64,
 ) -> impl Iterator<Item = (usize, f64, &'a Counts)> {
     (0..info.age_buckets).filter_map(move |ring| {
-        let (window, counts) = sketches.windows.get(&(info.id.clone(), ring))?;
+        let (window, counts) = sketches.windows.get(&(info.id, ring))?;
         info.is_live(*window, now)
             .then_some((ring, *window, counts))
     })
@@ -128,31 +137,32 @@ fn merge_sketches(
                     counts: Counts::new(),
                 });
             for (_, _, counts) in live_windows(&sketches, info, now) {
-                for (bucket, count) in counts.values() {
-                    add_count(&mut sketch.counts, *bucket, *count);
-                }
+                sketch.counts.extend_from_slice(counts);
             }
         }
+    }
+    for sketch in merged.values_mut() {
+        normalize(&mut sketch.counts);
     }
     merged
 }
 
-/// The value of quantile `q`: the representative of the bucket holding the observation of
-/// rank `ceil(q n)` (1-based); NaN without observations.
+/// The value of quantile `q` (`counts` normalized): the representative of the bucket holding
+/// the observation of rank `ceil(q n)` (1-based); NaN without observations.
 fn quantile(counts: &Counts, q: f64) -> f64 {
-    let total: f64 = counts.values().map(|(_, c)| c).sum();
+    let total: f64 = counts.iter().map(|(_, c)| c).sum();
     if total <= 0.0 {
         return f64::NAN;
     }
     let rank = (q * total).ceil().max(1.0);
     let mut seen = 0.0;
-    for (bucket, count) in counts.values() {
+    for (bucket, count) in counts {
         seen += count;
         if seen >= rank {
             return bucket.value();
         }
     }
-    counts.values().last().map_or(f64::NAN, |(b, _)| b.value())
+    counts.last().map_or(f64::NAN, |(b, _)| b.value())
 }
 
 /// Adds the quantiles merged from the side files `paths` to the summaries of `families`: before
@@ -239,7 +249,7 @@ pub fn fold_into_archive(directory: &Path, dead: &[PathBuf], now: f64) -> io::Re
     }
     let temporary = directory.join(format!(".{FILE_PREFIX}_archive.{FILE_EXTENSION}.tmp"));
     let mut out = fs::File::create(&temporary)?;
-    out.write_all(&encode_archive(&folded))?;
+    out.write_all(&encode_archive(&mut folded))?;
     out.sync_all()?;
     fs::rename(&temporary, &archive)?;
     for path in &done {
@@ -250,40 +260,35 @@ pub fn fold_into_archive(directory: &Path, dead: &[PathBuf], now: f64) -> io::Re
 
 fn fold(into: &mut FileSketches, from: &FileSketches, now: f64) {
     for info in from.series.values() {
-        into.series
-            .entry(info.id.clone())
-            .or_insert_with(|| info.clone());
+        into.series.entry(info.id).or_insert_with(|| info.clone());
         for (ring, window, counts) in live_windows(from, info, now) {
             let slot = into
                 .windows
-                .entry((info.id.clone(), ring))
+                .entry((info.id, ring))
                 .or_insert((window, Counts::new()));
             if window > slot.0 {
                 *slot = (window, Counts::new());
             }
             if window == slot.0 {
-                for (bucket, count) in counts.values() {
-                    add_count(&mut slot.1, *bucket, *count);
-                }
+                slot.1.extend_from_slice(counts);
             }
         }
     }
 }
 
-fn encode_archive(sketches: &FileSketches) -> Vec<u8> {
+fn encode_archive(sketches: &mut FileSketches) -> Vec<u8> {
     let mut entries: Vec<(String, f64)> = Vec::new();
     for info in sketches.series.values() {
         entries.push((info.key(), 0.0));
+        let id = info.id;
         for ring in 0..info.age_buckets {
-            let Some((window, counts)) = sketches.windows.get(&(info.id.clone(), ring)) else {
+            let Some((window, counts)) = sketches.windows.get_mut(&(id, ring)) else {
                 continue;
             };
-            let id = info.id.clone();
+            normalize(counts);
             entries.push((SketchEntry::Stamp { id, ring }.key(), *window));
-            for (bucket, count) in counts.values() {
-                let id = info.id.clone();
-                let bucket = *bucket;
-                entries.push((SketchEntry::Count { id, ring, bucket }.key(), *count));
+            for &(bucket, count) in counts.iter() {
+                entries.push((SketchEntry::Count { id, ring, bucket }.key(), count));
             }
         }
     }
@@ -415,7 +420,7 @@ mod tests {
         sketch.observe(2.0, 102.5);
         let counts = |now| {
             let merged = merged_at(&dir, now);
-            let total: f64 = merged[&series("/a")].counts.values().map(|(_, c)| c).sum();
+            let total: f64 = merged[&series("/a")].counts.iter().map(|(_, c)| c).sum();
             total
         };
         assert_eq!(counts(103.0), 2.0);
@@ -426,7 +431,7 @@ mod tests {
         let merged = merged_at(&dir, 110.5);
         let values: Vec<f64> = merged[&series("/a")]
             .counts
-            .values()
+            .iter()
             .map(|(b, _)| b.value())
             .collect();
         assert_eq!(values.len(), 2);
@@ -445,7 +450,7 @@ mod tests {
         let later = sketch(&dir, "same", "/a");
         later.observe(5.0, 110.0);
         let merged = merged_at(&dir, 110.0);
-        let counts: Vec<(Bucket, f64)> = merged[&series("/a")].counts.values().copied().collect();
+        let counts: Vec<(Bucket, f64)> = merged[&series("/a")].counts.iter().copied().collect();
         assert_eq!(counts, [(Bucket::of(5.0).unwrap(), 1.0)]);
     }
 
@@ -525,7 +530,7 @@ mod tests {
         let windows: Vec<f64> = sketches.windows.values().map(|(w, _)| *w).collect();
         assert_eq!(windows, [51.0]);
         let merged = merged_at(&dir, 111.0);
-        let a: Vec<(Bucket, f64)> = merged[&series("/a")].counts.values().copied().collect();
+        let a: Vec<(Bucket, f64)> = merged[&series("/a")].counts.iter().copied().collect();
         assert_eq!(a, [(Bucket::of(5.0).unwrap(), 1.0)]);
         assert!(merged[&series("/c")].counts.is_empty());
     }
