@@ -450,8 +450,10 @@ mod tests {
         let later = sketch(&dir, "same", "/a");
         later.observe(5.0, 110.0);
         let merged = merged_at(&dir, 110.0);
-        let counts: Vec<(Bucket, f64)> = merged[&series("/a")].counts.iter().copied().collect();
-        assert_eq!(counts, [(Bucket::of(5.0).unwrap(), 1.0)]);
+        assert_eq!(
+            merged[&series("/a")].counts,
+            [(Bucket::of(5.0).unwrap(), 1.0)]
+        );
     }
 
     #[test]
@@ -530,8 +532,10 @@ mod tests {
         let windows: Vec<f64> = sketches.windows.values().map(|(w, _)| *w).collect();
         assert_eq!(windows, [51.0]);
         let merged = merged_at(&dir, 111.0);
-        let a: Vec<(Bucket, f64)> = merged[&series("/a")].counts.iter().copied().collect();
-        assert_eq!(a, [(Bucket::of(5.0).unwrap(), 1.0)]);
+        assert_eq!(
+            merged[&series("/a")].counts,
+            [(Bucket::of(5.0).unwrap(), 1.0)]
+        );
         assert!(merged[&series("/c")].counts.is_empty());
     }
 }
