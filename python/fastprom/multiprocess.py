@@ -47,7 +47,8 @@ class MultiProcessCollector:
 
         Histogram buckets come out cumulative (accumulate=True), as the exposition formats
         want them; pass accumulate=False when the result is written back to files, so that
-        buckets are not accumulated twice.
+        buckets are not accumulated twice. Summary sketch side files (summary_sketch_*.fps)
+        among the files add their summaries' quantiles, with accumulate=True only.
         """
         metrics, skipped = _native.MultiProcessReader().merge(list(files), accumulate)
         _warn_skipped(skipped)

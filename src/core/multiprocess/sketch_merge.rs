@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -109,7 +109,7 @@ fn merge_sketches(
 ) -> HashMap<SeriesKey, MergedSketch> {
     let mut merged: HashMap<SeriesKey, MergedSketch> = HashMap::new();
     for path in paths {
-        let bytes = match fs::read(path) {
+        let bytes = match read_used(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {
@@ -145,6 +145,21 @@ fn merge_sketches(
         normalize(&mut sketch.counts);
     }
     merged
+}
+
+/// The header and used bytes of a side file (not the zeros of its unused capacity).
+fn read_used(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = fs::File::open(path)?;
+    let mut bytes = vec![0u8; 8];
+    if file.read_exact(&mut bytes).is_err() {
+        return Ok(Vec::new());
+    }
+    let used = i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let rest = usize::try_from(used)
+        .unwrap_or(0)
+        .saturating_sub(bytes.len());
+    file.take(rest as u64).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The value of quantile `q` (`counts` normalized): the representative of the bucket holding
@@ -453,6 +468,27 @@ mod tests {
         assert_eq!(
             merged[&series("/a")].counts,
             [(Bucket::of(5.0).unwrap(), 1.0)]
+        );
+    }
+
+    #[test]
+    fn bad_side_files_are_skipped_with_a_warning() {
+        let dir = TempDir::new("bad");
+        sketch(&dir, "good", "/a").observe(2.0, 100.0);
+        let junk = crate::core::multiprocess::mapped::MappedFile::open(&dir.path("junk")).unwrap();
+        junk.slot("not a sketch key").unwrap();
+        fs::write(dir.path("short"), [64, 0, 0, 0, 0, 0, 0, 0, 1]).unwrap();
+        let paths = ["good", "junk", "short", "gone"].map(|p| dir.path(p));
+        let mut warnings = Vec::new();
+        let merged = merge_sketches(&paths, 100.0, &mut warnings);
+        assert_eq!(merged[&series("/a")].counts.len(), 1);
+        let reasons: Vec<&str> = warnings.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "Invalid sketch key: not a sketch key",
+                "File is truncated: its header says 64 bytes are used but it has 9."
+            ]
         );
     }
 
