@@ -105,9 +105,15 @@ impl Bucket {
 /// `1 / ln(gamma)`, checked by a test: a logarithm less on every observation.
 const INVERSE_LN_GAMMA: f64 = 50.50340046192384;
 
-/// `ceil(log_gamma(m))` for `m > 0`; infinity saturates to `i32::MAX`.
+/// Beyond every finite double's index (about ±35,850), whose representative is infinite:
+/// infinities land there, and indexes stay in a range a ring can hold densely.
+const MAX_INDEX: f64 = 36_000.0;
+
+/// `ceil(log_gamma(m))` for `m > 0`.
 fn index(magnitude: f64) -> i32 {
-    (magnitude.ln() * INVERSE_LN_GAMMA).ceil() as i32
+    (magnitude.ln() * INVERSE_LN_GAMMA)
+        .ceil()
+        .clamp(-MAX_INDEX, MAX_INDEX) as i32
 }
 
 fn representative(index: i32) -> f64 {
@@ -488,6 +494,12 @@ mod tests {
         assert_eq!(Bucket::of(0.0), Some(Bucket::Zero));
         assert_eq!(Bucket::of(-0.0), Some(Bucket::Zero));
         assert_eq!(Bucket::of(f64::NAN), None);
+        assert_eq!(Bucket::of(f64::INFINITY), Some(Bucket::Positive(36_000)));
+        assert!(Bucket::of(f64::MAX).unwrap().value() >= f64::MAX);
+        assert_eq!(
+            Bucket::of(f64::MIN_POSITIVE),
+            Some(Bucket::Positive(-35_776))
+        );
         assert_eq!(Bucket::of(f64::INFINITY).unwrap().value(), f64::INFINITY);
         assert_eq!(
             Bucket::of(f64::NEG_INFINITY).unwrap().value(),

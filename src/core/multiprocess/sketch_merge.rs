@@ -472,6 +472,33 @@ mod tests {
     }
 
     #[test]
+    fn extreme_values_are_counted_in_few_slots() {
+        let dir = TempDir::new("extreme");
+        let sketch = sketch(&dir, "x", "/a");
+        let values = [
+            f64::INFINITY,
+            1e-300,
+            f64::MAX,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            0.0,
+            -1e-310,
+        ];
+        for v in values {
+            sketch.observe(v, 100.0);
+        }
+        let merged = merged_at(&dir, 100.0);
+        let counts = &merged[&series("/a")].counts;
+        // NaN is not counted; -1e-310 (subnormal) is a zero.
+        let total: f64 = counts.iter().map(|(_, c)| c).sum();
+        assert_eq!(total, 6.0);
+        assert_eq!(quantile(counts, 0.01), f64::NEG_INFINITY);
+        assert_eq!(quantile(counts, 0.5), 0.0);
+        assert_eq!(quantile(counts, 0.99), f64::INFINITY);
+        assert!(fs::metadata(dir.path("x")).unwrap().len() <= 1 << 16);
+    }
+
+    #[test]
     fn bad_side_files_are_skipped_with_a_warning() {
         let dir = TempDir::new("bad");
         sketch(&dir, "good", "/a").observe(2.0, 100.0);
