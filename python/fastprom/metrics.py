@@ -433,8 +433,8 @@ class _SummaryMethods(_MethodsBase):
     for some phi in [q - e, q + e]; NaN while the window is empty. In multiprocess mode each
     process keeps a mergeable sketch (windows aligned on wall-clock time) and the collector
     reports the quantiles of all processes' observations within 1% of the value (an error in
-    value, not in rank). The prometheus-summary
-    package's `invariants=((q, e), ...)` and `max_age_seconds=` are accepted too.
+    value, not in rank). The prometheus-summary package's `invariants=((q, e), ...)` and
+    `max_age_seconds=` are accepted too.
 
     `observe` is native.
     """
