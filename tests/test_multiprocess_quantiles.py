@@ -223,3 +223,24 @@ def test_no_warning_in_multiprocess_mode(tmp_path):
     program = ("import warnings; warnings.simplefilter('error'); from fastprom import Summary; "
                "Summary('s', 's', objectives={0.5: 0.05}).observe(1)")
     subprocess.run([sys.executable, '-c', program], env=env, check=True)
+
+
+NAMED_WRITER = textwrap.dedent('''
+    import sys
+    from fastprom import Summary, values
+    values.ValueClass = values.MultiProcessValue(lambda: 'worker' + sys.argv[1])
+    s = Summary('named_seconds', 'Named.', objectives={0.5: 0.05})
+    for _ in range(int(sys.argv[2])):
+        s.observe(float(sys.argv[3]))
+''')
+
+
+def test_workers_named_by_a_process_identifier_write_their_own_sketches(tmp_path):
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    for worker, count, value in (('1', '10', '2.0'), ('2', '30', '50.0')):
+        subprocess.run([sys.executable, '-c', NAMED_WRITER, worker, count, value], env=env, check=True)
+    assert sorted(p.name for p in tmp_path.glob('*.fps')) == ['summary_sketch_worker1.fps',
+                                                             'summary_sketch_worker2.fps']
+    registry = fastprom_registry(tmp_path)
+    assert registry.get_sample_value('named_seconds_count') == 40
+    assert registry.get_sample_value('named_seconds', {'quantile': '0.5'}) == pytest.approx(50, rel=0.01)
