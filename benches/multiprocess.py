@@ -6,7 +6,8 @@
 Runs in its own process with PROMETHEUS_MULTIPROC_DIR set before either library is imported,
 so both are in multiprocess mode. Rows:
 - hot paths (`Counter.inc()`, `Gauge.set()` in the default and `mostrecent` modes,
-  `Histogram.observe()` without and with native buckets, `labels(...).inc()`), ns/op;
+  `Histogram.observe()` without and with native buckets, `labels(...).inc()`, `Summary.observe()`
+  with objectives against the reference's without), ns/op;
 - a scrape (collect + generate) of 16 processes x 1k distinct series, written by 16 real
   processes, each library's collector on the same directory;
 - a scrape with the files of 1,000 dead processes present: fastprom after compaction
@@ -18,8 +19,10 @@ so both are in multiprocess mode. Rows:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -31,6 +34,15 @@ from typing import Callable, Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIBS = ('prometheus_client', 'fastprom')
+
+
+# Values observed by the summary row: 4,096 fixed pseudo-random ones in [0, 1), the same for both.
+VARIED = [random.Random(16).random() for _ in range(4096)]
+
+
+def quantile_arguments(L) -> dict:
+    """fastprom's summary estimates quantiles; the reference's takes no such argument."""
+    return {'objectives': {0.5: 0.05, 0.9: 0.01, 0.99: 0.001}} if L.__name__ == 'fastprom' else {}
 
 
 def micro_rows(quick: bool) -> List[dict]:
@@ -48,11 +60,14 @@ def micro_rows(quick: bool) -> List[dict]:
          15, 'm.observe(0.3)', lambda L: L.Histogram('hn', 'h', registry=None, **native_only(L))),
         ('mp_labels_inc', 'multiprocess labels(...).inc()', 15, 'm.labels("GET", "/a").inc()',
          lambda L: L.Counter('l', 'l', ['method', 'path'], registry=None)),
+        ('mp_summary_quantiles_observe', 'multiprocess Summary.observe, 3 objectives (reference: no quantiles)',
+         15, 'm.observe(next(v))', lambda L: L.Summary('sq', 's', registry=None, **quantile_arguments(L))),
     ]
     rounds, number = (5, 20_000) if quick else (15, 100_000)
     rows = []
     for case_id, label, goal, stmt, build in cases:
-        timers = {name: timeit.Timer(stmt, globals={'m': build(mods[name])}) for name in LIBS}
+        timers = {name: timeit.Timer(stmt, globals={'m': build(mods[name]), 'v': itertools.cycle(VARIED)})
+                  for name in LIBS}
         times: Dict[str, List[float]] = {name: [] for name in LIBS}
         for r in range(rounds):
             for name in (LIBS if r % 2 else LIBS[::-1]):

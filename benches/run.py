@@ -324,6 +324,8 @@ CASES: List[Case] = [
     Case('mp_native_histogram_observe', 'multiprocess Histogram.observe, native buckets (reference: classic)',
          15, 'mp'),
     Case('mp_labels_inc', 'multiprocess labels(...).inc()', 15, 'mp'),
+    Case('mp_summary_quantiles_observe', 'multiprocess Summary.observe, 3 objectives (reference: no quantiles)',
+         15, 'mp'),
     Case('mp_scrape_16x1k', 'multiprocess scrape, 16 processes x 1k series', 20, 'mp'),
     Case('mp_scrape_dead', 'multiprocess scrape with 1000 dead processes (compacted) vs none', 1.5, 'mp'),
     Case('middleware_overhead', 'ServiceMetricsMiddleware overhead per request vs BentoML\'s middleware', 5,

@@ -430,8 +430,11 @@ class _SummaryMethods(_MethodsBase):
     With `objectives={0.5: 0.05, 0.9: 0.01, 0.99: 0.001}` it also reports those quantiles of
     the observations of the last `max_age` seconds, the window sliding in `age_buckets` steps,
     as client_golang's summaries do: the value for quantile q with error e is the phi-quantile
-    for some phi in [q - e, q + e]; NaN while the window is empty. The prometheus-summary
-    package's `invariants=((q, e), ...)` and `max_age_seconds=` are accepted too.
+    for some phi in [q - e, q + e]; NaN while the window is empty. In multiprocess mode each
+    process keeps a mergeable sketch (windows aligned on wall-clock time) and the collector
+    reports the quantiles of all processes' observations within 1% of the value (an error in
+    value, not in rank). The prometheus-summary package's `invariants=((q, e), ...)` and
+    `max_age_seconds=` are accepted too.
 
     `observe` is native.
     """
@@ -455,9 +458,6 @@ class _SummaryMethods(_MethodsBase):
         if isinstance(age_buckets, bool) or not isinstance(age_buckets, int) or age_buckets < 1:
             raise ValueError(f'age_buckets must be a positive integer, not {age_buckets!r}')
         self._age_buckets = age_buckets
-        if self._objectives and _multiprocess_storage() is not None:
-            warnings.warn('Summary quantiles are estimated per process and not collected in '
-                          'multiprocess mode; only _count and _sum are', UserWarning)
         MetricWrapperBase.__init__(self, name, documentation, labelnames, namespace, subsystem,
                                    unit, registry, _labelvalues)
         if self._objectives:

@@ -47,13 +47,14 @@ class MultiProcessCollector:
 
         Histogram buckets come out cumulative (accumulate=True), as the exposition formats
         want them; pass accumulate=False when the result is written back to files, so that
-        buckets are not accumulated twice.
+        buckets are not accumulated twice. Summary sketch side files (summary_sketch_*.fps)
+        among the files add their summaries' quantiles, with accumulate=True only.
         """
         metrics, skipped = _native.MultiProcessReader().merge(list(files), accumulate)
         _warn_skipped(skipped)
         return metrics
 
-    def _read_directory(self, read, patterns=('*.db',)):
+    def _read_directory(self, read, patterns=('*.db', 'summary_sketch_*.fps')):
         """`read(files)` on the directory's files, under the lock compactions take; files that
         could not be read are reported as warnings."""
         with _native.SharedDirectoryLock(self._path):
@@ -68,7 +69,7 @@ class MultiProcessCollector:
     def _merged_families(self):
         """The merged families as a native object the exposition writers render directly,
         with the native histograms of the side files (`*.fpn`) for the protobuf format."""
-        return self._read_directory(self._reader.families, ('*.db', '*.fpn'))
+        return self._read_directory(self._reader.families, ('*.db', 'summary_sketch_*.fps', '*.fpn'))
 
 
 def mark_process_dead(pid, path=None):

@@ -12,6 +12,7 @@ use super::counter::CounterCells;
 use super::format::float_to_go_string;
 use super::model::{Exemplar, FamilySource, MetricType, NativeHistogramVisitor, Sample};
 use super::multiprocess::mapped::{self, MappedSpec, Slots};
+use super::multiprocess::sketch::MappedSketch;
 use super::native_histogram::{NativeConfig, SparseHistogram};
 use super::observations::{MappedObservations, Observations};
 use super::quantiles::{clock, QuantileSpec};
@@ -107,31 +108,51 @@ impl Child {
     }
 
     /// A child whose cells are slots of this process's multiprocess file; a histogram's native
-    /// buckets (if `native`) go to this process's side file.
+    /// buckets (if `native`) go to this process's side file, and a summary with `quantiles`
+    /// keeps a sketch of its observations in a side file too.
     pub fn mapped(
         spec: &MappedSpec,
         labelnames: &[String],
         labels: Vec<String>,
         bounds: &[f64],
         native: Option<&NativeConfig>,
+        quantiles: Option<&QuantileSpec>,
         created: f64,
     ) -> std::io::Result<Child> {
         let slots = spec.series_slots(labelnames, &labels, bounds)?;
         let observations = |slots, bounds: &[f64]| {
             Box::new(Observations::Mapped(MappedObservations::new(slots, bounds)))
         };
-        let value = match (spec.metric_type, native) {
-            (MetricType::Counter, _) => ChildValue::MappedCounter(slots),
-            (MetricType::Gauge, _) => ChildValue::MappedGauge(slots),
-            (MetricType::Summary, _) => ChildValue::Summary(observations(slots, &[])),
-            (_, Some(config)) => {
+        let value = match (spec.metric_type, native, quantiles) {
+            (MetricType::Counter, ..) => ChildValue::MappedCounter(slots),
+            (MetricType::Gauge, ..) => ChildValue::MappedGauge(slots),
+            (MetricType::Summary, _, Some(quantiles)) => {
+                let objectives = quantiles
+                    .objectives
+                    .iter()
+                    .map(|o| (o.quantile, o.error))
+                    .collect();
+                let (max_age, age_buckets) = (quantiles.max_age, quantiles.age_buckets);
+                let sketch = MappedSketch::for_series(
+                    spec,
+                    labelnames,
+                    &labels,
+                    objectives,
+                    max_age,
+                    age_buckets,
+                )?;
+                let cells = MappedObservations::with_sketch(slots, sketch);
+                ChildValue::Summary(Box::new(Observations::Mapped(cells)))
+            }
+            (MetricType::Summary, _, None) => ChildValue::Summary(observations(slots, &[])),
+            (_, Some(config), _) => {
                 let native = spec.native_slots(labelnames, &labels, *config)?;
                 ChildValue::Histogram(Box::new(Observations::WithMappedNative(
                     observations(slots, bounds),
                     Box::new(native),
                 )))
             }
-            (_, None) => ChildValue::Histogram(observations(slots, bounds)),
+            (_, None, _) => ChildValue::Histogram(observations(slots, bounds)),
         };
         Ok(Child::new(labels, value, created))
     }
@@ -201,20 +222,6 @@ impl Child {
         self.mapped_slots().is_some()
     }
 
-    /// Every set of slots of a child whose cells live in multiprocess files (a histogram's
-    /// native buckets' too), for `remove`.
-    pub fn all_mapped_slots(&self) -> Vec<Arc<Slots>> {
-        let native = match &self.value {
-            ChildValue::Histogram(o) => o.mapped_native().map(|n| n.slots()),
-            _ => None,
-        };
-        self.mapped_slots()
-            .cloned()
-            .into_iter()
-            .chain(native.into_iter().flatten())
-            .collect()
-    }
-
     /// The slots of a child whose cells live in a multiprocess file.
     pub fn mapped_slots(&self) -> Option<&Arc<Slots>> {
         match &self.value {
@@ -222,6 +229,25 @@ impl Child {
             ChildValue::Summary(o) | ChildValue::Histogram(o) => o.mapped_slots(),
             _ => None,
         }
+    }
+
+    /// Multiprocess mode: the child leaves the files. Its value slots, a histogram's native
+    /// buckets', and a summary's sketch's (which stops making new entries), for
+    /// `mapped::remove`.
+    pub fn slots_to_remove(&self) -> Vec<Arc<Slots>> {
+        let mut slots: Vec<Arc<Slots>> = self.mapped_slots().cloned().into_iter().collect();
+        match &self.value {
+            ChildValue::Histogram(o) => {
+                slots.extend(o.mapped_native().map(|n| n.slots()).unwrap_or_default())
+            }
+            ChildValue::Summary(o) => slots.extend(
+                o.mapped_sketch()
+                    .map(MappedSketch::remove)
+                    .unwrap_or_default(),
+            ),
+            _ => {}
+        }
+        slots
     }
 
     /// The single value of a counter or gauge.

@@ -7,6 +7,7 @@ use super::cell::{add_f64, load_f64, store_f64};
 use super::hotcold::{bucket_index, HotCold, Snapshot};
 use super::multiprocess::mapped::Slots;
 use super::multiprocess::native::MappedNative;
+use super::multiprocess::sketch::{wall_clock, MappedSketch};
 use super::native_histogram::SparseHistogram;
 use super::quantiles::{clock, SlidingQuantiles};
 
@@ -28,6 +29,8 @@ pub enum Observations {
 pub struct MappedObservations {
     slots: Arc<Slots>,
     bounds: Box<[f64]>,
+    /// A summary with objectives: its sketch in this process's side file.
+    sketch: Option<Box<MappedSketch>>,
 }
 
 impl MappedObservations {
@@ -35,6 +38,15 @@ impl MappedObservations {
         MappedObservations {
             slots,
             bounds: bounds.into(),
+            sketch: None,
+        }
+    }
+
+    /// A summary's cells that also feed the sketch its quantiles are merged from.
+    pub fn with_sketch(slots: Arc<Slots>, sketch: MappedSketch) -> MappedObservations {
+        MappedObservations {
+            sketch: Some(Box::new(sketch)),
+            ..MappedObservations::new(slots, &[])
         }
     }
 
@@ -63,6 +75,9 @@ impl MappedObservations {
             add_f64(self.slots.value(0), 1.0);
         }
         add_f64(self.slots.value(self.sum_slot()), v);
+        if let Some(sketch) = &self.sketch {
+            sketch.observe(v, wall_clock());
+        }
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -107,6 +122,14 @@ impl Observations {
     pub fn mapped_native(&self) -> Option<&MappedNative> {
         match self {
             Observations::WithMappedNative(_, native) => Some(native),
+            _ => None,
+        }
+    }
+
+    /// A multiprocess summary's sketch, if it has one.
+    pub fn mapped_sketch(&self) -> Option<&MappedSketch> {
+        match self {
+            Observations::Mapped(m) => m.sketch.as_deref(),
             _ => None,
         }
     }

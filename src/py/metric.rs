@@ -107,7 +107,8 @@ fn new_cells(
 ) -> PyResult<Child> {
     if let Some(spec) = multiprocess {
         let native = extras.native.filter(|_| kind == Kind::Histogram);
-        return Child::mapped(spec, labelnames, labels, bounds, native, created)
+        let quantiles = extras.quantiles.filter(|_| kind == Kind::Summary);
+        return Child::mapped(spec, labelnames, labels, bounds, native, quantiles, created)
             .map_err(multiprocess_file_error);
     }
     if let (Kind::Histogram, Some(config)) = (kind, extras.native) {
@@ -617,7 +618,7 @@ impl MetricCore {
             Some(keys) => keys.iter().filter_map(|k| family.remove(k)).collect(),
         };
         // Multiprocess mode: the series leave this process's files too.
-        let slots: Vec<_> = removed.iter().flat_map(|c| c.all_mapped_slots()).collect();
+        let slots: Vec<_> = removed.iter().flat_map(|c| c.slots_to_remove()).collect();
         if !slots.is_empty() {
             mapped::remove(&slots).map_err(multiprocess_file_error)?;
         }

@@ -20,6 +20,8 @@ use indexmap::IndexMap;
 use super::file::read_entries;
 use super::mapped::encode_file;
 use super::native;
+use super::sketch::wall_clock;
+use super::sketch_merge::{fold_into_archive as fold_sketches, is_sketch_file};
 
 pub const LOCK_FILE: &str = ".fastprom.lock";
 const ARCHIVE: &str = "archive";
@@ -137,6 +139,12 @@ fn extension_of(prefix: &str) -> &'static str {
     }
 }
 
+/// `summary_sketch_123.fps` → 123.
+fn sketch_pid(name: &str) -> Option<u32> {
+    let stem = name.strip_suffix(".fps")?;
+    stem.rsplit_once('_')?.1.parse().ok()
+}
+
 fn is_dead(pid: u32, dead: Option<&[u32]>) -> bool {
     match dead {
         Some(pids) => pids.contains(&pid),
@@ -162,17 +170,25 @@ fn process_exists(_pid: u32) -> bool {
 }
 
 /// Folds the files of the dead processes (`dead`, or every pid not running when `None`) into
-/// the archives and deletes them; a live gauge's file is just deleted. A file that cannot be
+/// the archives and deletes them; a live gauge's file is just deleted; summary sketches fold
+/// into `summary_sketch_archive.fps` (their expired windows dropped). A file that cannot be
 /// read stays where it is. Returns how many files were folded or deleted.
 pub fn compact(directory: &Path, dead: Option<&[u32]>) -> io::Result<usize> {
     let _lock = DirectoryLock::exclusive(directory)?;
     let mut to_fold: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     let mut removed = 0;
+    let mut dead_sketches = Vec::new();
     for entry in fs::read_dir(directory)? {
         let path = entry?.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
+        if is_sketch_file(&path) {
+            if sketch_pid(name).is_some_and(|pid| is_dead(pid, dead)) {
+                dead_sketches.push(path);
+            }
+            continue;
+        }
         let Some((prefix, pid)) = split_name(name) else {
             continue;
         };
@@ -188,6 +204,10 @@ pub fn compact(directory: &Path, dead: Option<&[u32]>) -> io::Result<usize> {
     for (prefix, mut files) in to_fold {
         files.sort();
         removed += fold_into_archive(directory, &prefix, &files)?;
+    }
+    if !dead_sketches.is_empty() {
+        dead_sketches.sort();
+        removed += fold_sketches(directory, &dead_sketches, wall_clock())?;
     }
     Ok(removed)
 }

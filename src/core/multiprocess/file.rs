@@ -77,6 +77,16 @@ pub fn read_entries(bytes: &[u8]) -> Result<Vec<RawEntry>, FileError> {
     Ok(entries)
 }
 
+/// Calls `visit` with each entry's key and value, borrowed from `bytes`, in file order.
+pub fn visit_entries(bytes: &[u8], mut visit: impl FnMut(&str, f64)) -> Result<(), FileError> {
+    let used = used_len(bytes)?;
+    for entry in entries_between(bytes, HEADER_LEN, used) {
+        let entry = entry?;
+        visit(entry.key, entry.value);
+    }
+    Ok(())
+}
+
 /// The header's `used`, checked against the bytes present. An empty file (just created, not yet
 /// sized) and a `used` below 8 (zero before the writer's first store) hold no entries, as in the
 /// reference.

@@ -417,6 +417,14 @@ impl Files {
     }
 }
 
+/// The keys of this process's file `id` that start with `prefix` (a scan of them all).
+pub fn keys_with_prefix(id: &FileId, prefix: &str) -> io::Result<Vec<String>> {
+    let file = files().file(id)?;
+    let index = file.lock();
+    let keys = index.positions.keys().filter(|k| k.starts_with(prefix));
+    Ok(keys.cloned().collect())
+}
+
 /// Multiprocess `remove`/`clear`: the children's entries leave this process's files, so their
 /// series leave every collector's output. Their cells are detached: a handle kept on a removed
 /// child still works but is no longer exported, as in single-process mode.

@@ -9,6 +9,8 @@ use indexmap::IndexMap;
 use super::file::CachedKey;
 pub use super::file::FileCache;
 use super::native;
+use super::sketch::wall_clock;
+use super::sketch_merge::{add_quantiles, is_sketch_file};
 use crate::core::format::float_to_go_string;
 use crate::core::model::{
     FamilySource, MetricType, NativeHistogramSnapshot, NativeHistogramVisitor, OwnedFamily,
@@ -63,11 +65,16 @@ pub struct Merged {
 
 /// Merges `files` (in the caller's order, which decides the order of families). Files that have
 /// disappeared are skipped silently; unreadable or corrupt ones with a warning. Native
-/// histograms' side files among them are merged into `native`.
+/// histograms' side files among them are merged into `native`; summary sketch side files add
+/// their quantiles when `accumulate` (the output is for exposition, not to be written back to
+/// `.db` files).
 pub fn merge(files: &[PathBuf], accumulate: bool, cache: &mut FileCache) -> Merged {
     let mut warnings = Vec::new();
     let mut readable = Vec::with_capacity(files.len());
     let mut side_files = Vec::new();
+    let (sketches, files): (Vec<PathBuf>, Vec<PathBuf>) =
+        files.iter().cloned().partition(|p| is_sketch_file(p));
+    let files = files.as_slice();
     cache.retain(files);
     for path in files {
         if path.extension().is_some_and(|e| e == native::EXTENSION) {
@@ -92,10 +99,13 @@ pub fn merge(files: &[PathBuf], accumulate: bool, cache: &mut FileCache) -> Merg
         }
     }
     let metrics = read_metrics(&readable, cache, &mut warnings);
-    let families = metrics
+    let mut families: Vec<OwnedFamily> = metrics
         .into_values()
         .map(|metric| accumulate_metric(metric, accumulate))
         .collect();
+    if accumulate {
+        add_quantiles(&mut families, &sketches, wall_clock(), &mut warnings);
+    }
     let native = read_native(&side_files, cache, &mut warnings);
     Merged {
         families,

@@ -6,3 +6,5 @@ pub mod key;
 pub mod mapped;
 pub mod merge;
 pub mod native;
+pub mod sketch;
+pub mod sketch_merge;
