@@ -11,7 +11,8 @@
 //! It is a `collections.abc.Coroutine` (`asyncio.run`, `create_task` and `gather` take it),
 //! not a `types.CoroutineType`.
 
-use std::sync::{Mutex, MutexGuard};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use pyo3::exceptions::{
     PyGeneratorExit, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError,
@@ -24,23 +25,31 @@ use pyo3::{Borrowed, PyTraverseError, PyVisit};
 
 use super::decorators::{chain, Begun, DecoratedFunction};
 
-/// Where the coroutine is, for the measurement.
-enum Stage {
-    /// Not stepped yet: nothing measured.
-    Created,
-    /// Stepped and waiting: the measurement runs.
-    Suspended(Begun),
-    /// A step is running (a nested step is refused, as a coroutine refuses it).
-    Running,
-    /// Returned, raised or closed: later steps fail as a finished coroutine's do.
-    Finished,
-}
+// Where the coroutine is. The stage is also the lock of what it holds: a step claims the
+// coroutine by moving it to RUNNING, and gives it back by storing the next stage.
+/// Not stepped yet: nothing measured.
+const CREATED: u8 = 0;
+/// Stepped and waiting: the measurement runs.
+const SUSPENDED: u8 = 1;
+/// A step is running (a nested step is refused, as a coroutine refuses it).
+const RUNNING: u8 = 2;
+/// Returned, raised or closed: later steps fail as a finished coroutine's do.
+const FINISHED: u8 = 3;
 
-struct State {
-    stage: Stage,
+/// What the coroutine holds between steps.
+struct Held {
     /// What the awaited steps go to: the function's coroutine (or its `__await__()` iterator).
     /// `None` once finished (or cleared by the garbage collector).
     inner: Option<Py<PyAny>>,
+    /// When the measurement began (SUSPENDED).
+    begun: Begun,
+}
+
+impl Held {
+    const NOTHING: Held = Held {
+        inner: None,
+        begun: Begun::Nothing,
+    };
 }
 
 /// A decorated coroutine function's coroutine, measured while it is awaited.
@@ -48,8 +57,14 @@ struct State {
 pub struct DecoratedCoroutine {
     /// The decorated function, whose action measures.
     decorated: Py<DecoratedFunction>,
-    state: Mutex<State>,
+    stage: AtomicU8,
+    /// Read and written only by the step that claimed the coroutine (`claim`), and by the
+    /// garbage collector when no step runs.
+    held: UnsafeCell<Held>,
 }
+
+// SAFETY: `held` is only touched under the claim on `stage` (see `claim` and `__traverse__`).
+unsafe impl Sync for DecoratedCoroutine {}
 
 /// How the awaiting code steps the coroutine.
 enum Step<'a, 'py> {
@@ -82,15 +97,16 @@ impl DecoratedCoroutine {
             } else {
                 awaitable.call_method0(intern!(py, "__await__"))?
             };
-            let state = State {
-                stage: Stage::Created,
+            let held = Held {
                 inner: Some(inner.unbind()),
+                begun: Begun::Nothing,
             };
             Bound::new(
                 py,
                 DecoratedCoroutine {
                     decorated: decorated.to_owned().unbind(),
-                    state: Mutex::new(state),
+                    stage: AtomicU8::new(CREATED),
+                    held: UnsafeCell::new(held),
                 },
             )
         });
@@ -103,41 +119,61 @@ impl DecoratedCoroutine {
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn set_stage(&self, stage: Stage) {
-        self.state().stage = stage;
-    }
-
-    /// The end of the coroutine: the inner one is let go.
-    fn set_finished(&self) {
-        let inner = {
-            let mut state = self.state();
-            state.stage = Stage::Finished;
-            state.inner.take()
-        };
-        drop(inner);
-    }
-
-    /// One step: the stage is `Running` while the inner coroutine runs.
-    fn step(&self, py: Python<'_>, how: Step<'_, '_>) -> PyResult<Outcome> {
-        let (stage, inner) = {
-            let mut state = self.state();
-            if matches!(state.stage, Stage::Running) {
-                return Err(PyValueError::new_err("coroutine already executing"));
+    /// Claims the coroutine for one step: its stage, and what it held (taken out); `None`
+    /// while another step runs.
+    fn claim(&self) -> Option<(u8, Held)> {
+        let mut stage = self.stage.load(Ordering::Relaxed);
+        loop {
+            if stage == RUNNING {
+                return None;
             }
-            let Some(inner) = state.inner.as_ref().map(|i| i.clone_ref(py)) else {
-                return finished(py, how);
-            };
-            (std::mem::replace(&mut state.stage, Stage::Running), inner)
+            match self.stage.compare_exchange_weak(
+                stage,
+                RUNNING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => stage = now,
+            }
+        }
+        // SAFETY: the claim is ours until `release`.
+        let held = unsafe { std::mem::replace(&mut *self.held.get(), Held::NOTHING) };
+        Some((stage, held))
+    }
+
+    /// Ends the claim: the coroutine is at `stage`, holding `held`.
+    fn release(&self, stage: u8, held: Held) {
+        // SAFETY: the claim is ours (`claim` emptied the cell, so nothing is dropped here).
+        unsafe { *self.held.get() = held };
+        self.stage.store(stage, Ordering::Release);
+    }
+
+    /// Ends the claim at `stage` (CREATED or SUSPENDED), the inner coroutine held again.
+    fn wait(&self, stage: u8, inner: &Bound<'_, PyAny>, begun: Begun) {
+        let inner = Some(inner.clone().unbind());
+        self.release(stage, Held { inner, begun });
+    }
+
+    /// Ends the claim for good: the inner coroutine is let go by the caller.
+    fn set_finished(&self) {
+        self.release(FINISHED, Held::NOTHING);
+    }
+
+    /// One step: the coroutine is RUNNING while the inner one runs.
+    fn step(&self, py: Python<'_>, how: Step<'_, '_>) -> PyResult<Outcome> {
+        let Some((stage, held)) = self.claim() else {
+            return Err(PyValueError::new_err("coroutine already executing"));
         };
-        let inner = inner.bind(py);
-        match stage {
-            Stage::Created => self.start(py, inner, how),
-            Stage::Suspended(begun) => self.resume(py, inner, begun, how),
-            Stage::Running | Stage::Finished => unreachable!("only while the inner one is held"),
+        let Some(inner) = held.inner else {
+            self.set_finished();
+            return finished(py, how);
+        };
+        let inner = inner.into_bound(py);
+        if stage == CREATED {
+            self.start(py, &inner, how)
+        } else {
+            self.resume(py, &inner, held.begun, how)
         }
     }
 
@@ -150,7 +186,7 @@ impl DecoratedCoroutine {
     ) -> PyResult<Outcome> {
         match how {
             Step::Send(value) if !value.is_none() => {
-                self.set_stage(Stage::Created);
+                self.wait(CREATED, inner, Begun::Nothing);
                 Err(PyTypeError::new_err(
                     "can't send non-None value to a just-started coroutine",
                 ))
@@ -169,7 +205,7 @@ impl DecoratedCoroutine {
                 let thrown = match thrown(args) {
                     Ok(thrown) => thrown,
                     Err(invalid) => {
-                        self.set_stage(Stage::Created);
+                        self.wait(CREATED, inner, Begun::Nothing);
                         return Err(invalid);
                     }
                 };
@@ -207,7 +243,7 @@ impl DecoratedCoroutine {
         };
         let raised = match outcome {
             Ok(Outcome::Yielded(value)) => {
-                self.set_stage(Stage::Suspended(begun));
+                self.wait(SUSPENDED, inner, begun);
                 return Ok(Outcome::Yielded(value));
             }
             Ok(returned) => {
@@ -411,9 +447,11 @@ impl DecoratedCoroutine {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.decorated)?;
-        // A step holds the lock only around a swap, which never runs Python code.
-        if let Ok(state) = self.state.try_lock() {
-            if let Some(inner) = &state.inner {
+        // The collector runs with no step running elsewhere (it holds the GIL, or has stopped
+        // the other threads); a step running here holds the inner coroutine itself.
+        if self.stage.load(Ordering::Acquire) != RUNNING {
+            // SAFETY: no step runs, so nothing writes the cell.
+            if let Some(inner) = unsafe { &(*self.held.get()).inner } {
                 visit.call(inner)?;
             }
         }
@@ -421,8 +459,10 @@ impl DecoratedCoroutine {
     }
 
     fn __clear__(&self) {
-        let inner = self.state().inner.take();
-        drop(inner);
+        if let Some((_, held)) = self.claim() {
+            self.set_finished();
+            drop(held);
+        }
     }
 }
 
@@ -463,7 +503,12 @@ unsafe extern "C" fn am_send(
     }
 }
 
-/// Adds the class and fills its `am_send` slot (PyO3 has no method for it).
+/// `am_await`: the object itself (as `__await__`, without a method call's set-up).
+unsafe extern "C" fn await_self(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    ffi::Py_NewRef(slf)
+}
+
+/// Adds the class, fills its `am_send` slot (PyO3 has no method for it) and its `am_await`.
 pub fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DecoratedCoroutine>()?;
     let class = m.py().get_type::<DecoratedCoroutine>();
@@ -478,6 +523,7 @@ pub fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
             ));
         }
         (*methods).am_send = Some(am_send);
+        (*methods).am_await = Some(await_self);
         ffi::PyType_Modified(tp);
     }
     Ok(())

@@ -278,10 +278,32 @@ unsafe extern "C" fn call_decorated(
         // SAFETY: CPython calls this only for instances of the class (the type's offset).
         let this = Borrowed::from_ptr(py, callable).cast_unchecked::<DecoratedFunction>();
         let func = this.get().func.as_ptr();
-        DecoratedFunction::run(this, || {
-            ffi::PyObject_Vectorcall(func, args, nargsf, kwnames)
-        })
+        DecoratedFunction::run(this, || vectorcall(func, args, nargsf, kwnames))
     })
+}
+
+/// `func(*args)` through its own vectorcall entry when it has one (a function has), without
+/// `PyObject_Vectorcall`'s thread-state and result checks, else through `PyObject_Vectorcall`.
+///
+/// # Safety
+/// The thread is attached; the arguments are as CPython passes them to a vectorcall.
+unsafe fn vectorcall(
+    func: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: libc_size_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let tp = ffi::Py_TYPE(func);
+    if (*tp).tp_flags & ffi::Py_TPFLAGS_HAVE_VECTORCALL != 0 {
+        let entry = func
+            .cast::<u8>()
+            .offset((*tp).tp_vectorcall_offset)
+            .cast::<Option<ffi::vectorcallfunc>>();
+        if let Some(call) = *entry {
+            return call(func, args, nargsf, kwnames);
+        }
+    }
+    ffi::PyObject_Vectorcall(func, args, nargsf, kwnames)
 }
 
 #[allow(non_camel_case_types)]
