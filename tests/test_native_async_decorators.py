@@ -258,6 +258,19 @@ def test_tuple_results_are_returned_whole():
     assert asyncio.run(w()) == (1, 2)
 
 
+@pytest.mark.parametrize('value', [None, 0, (1, 2), (), ValueError('as a value')])
+def test_next_ends_with_the_returned_value(value):
+    """`next()` (how `await` steps it on 3.12+) and `send` end with StopIteration(value)."""
+    async def give():
+        return value
+
+    w = fastprom.Counter('c', 'doc', registry=fastprom.CollectorRegistry()).count_exceptions()(give)
+    for step in (next, lambda c: c.send(None), lambda c: c.__next__()):
+        with pytest.raises(StopIteration) as stop:
+            step(w())
+        assert stop.value.value is value
+
+
 def test_a_nested_step_is_refused():
     reg = fastprom.CollectorRegistry()
     h = fastprom.Histogram('h', 'doc', registry=reg)

@@ -503,12 +503,44 @@ unsafe extern "C" fn am_send(
     }
 }
 
+/// `tp_iternext`: how `await` steps the coroutine on 3.12 and later. A return ends the
+/// iteration as a generator's does: no exception for `None`, else `StopIteration(value)`.
+unsafe extern "C" fn iter_next(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    let mut result = std::ptr::null_mut();
+    match am_send(slf, ffi::Py_None(), &mut result) {
+        ffi::PySendResult::PYGEN_NEXT => result,
+        ffi::PySendResult::PYGEN_ERROR => std::ptr::null_mut(),
+        ffi::PySendResult::PYGEN_RETURN => {
+            if result != ffi::Py_None() {
+                set_stop_iteration(result);
+            }
+            ffi::Py_DECREF(result);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Raises `StopIteration(value)` (a tuple or an exception given as the one argument, not as
+/// the arguments or the exception to raise).
+unsafe fn set_stop_iteration(value: *mut ffi::PyObject) {
+    if ffi::PyTuple_Check(value) == 0 && ffi::PyExceptionInstance_Check(value) == 0 {
+        ffi::PyErr_SetObject(ffi::PyExc_StopIteration, value);
+        return;
+    }
+    let stop = ffi::PyObject_CallOneArg(ffi::PyExc_StopIteration, value);
+    if !stop.is_null() {
+        ffi::PyErr_SetObject(ffi::PyExc_StopIteration, stop);
+        ffi::Py_DECREF(stop);
+    }
+}
+
 /// `am_await`: the object itself (as `__await__`, without a method call's set-up).
 unsafe extern "C" fn await_self(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     ffi::Py_NewRef(slf)
 }
 
-/// Adds the class, fills its `am_send` slot (PyO3 has no method for it) and its `am_await`.
+/// Adds the class, fills its `am_send` slot (PyO3 has no method for it), and its `am_await`
+/// and `tp_iternext` with functions that skip a method call's set-up.
 pub fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DecoratedCoroutine>()?;
     let class = m.py().get_type::<DecoratedCoroutine>();
@@ -524,6 +556,7 @@ pub fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
         }
         (*methods).am_send = Some(am_send);
         (*methods).am_await = Some(await_self);
+        (*tp).tp_iternext = Some(iter_next);
         ffi::PyType_Modified(tp);
     }
     Ok(())
