@@ -3,8 +3,8 @@
 //! Calling a `DecoratedFunction` made from an `async def` calls the function, which only
 //! creates its coroutine, and returns this object around that coroutine. Awaiting it steps the
 //! coroutine directly: `__await__` returns the object itself, and its `send`, `throw`, `close`,
-//! `__next__` and `am_send` slot (what `await` and asyncio's tasks use) pass each step on as an
-//! `await` would. The measurement begins at the first step and ends when the coroutine returns,
+//! `__next__` (what `await` uses on 3.12 and later) and `am_send` slot (what `await` uses on
+//! 3.10 and 3.11, and asyncio's tasks on all) pass each step on as an `await` would. The measurement begins at the first step and ends when the coroutine returns,
 //! raises (a cancelled task's `CancelledError` too) or is closed: what
 //! `async def g(...): with manager: return await f(...)` measures, with no Python frame.
 //!
