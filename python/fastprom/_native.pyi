@@ -85,7 +85,8 @@ class InprogressTracker:
 
 @final
 class DecoratedFunction:
-    """A plain function decorated by count_exceptions(), track_inprogress() or time()."""
+    """A function decorated by count_exceptions(), track_inprogress() or time() (a coroutine
+    function's calls return a DecoratedCoroutine)."""
     __wrapped__: Any
     # Read from the decorated function, so introspection sees it.
     __name__: str
