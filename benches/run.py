@@ -24,10 +24,12 @@ import shlex
 import statistics
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import timeit
 import traceback
+import types
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -186,6 +188,7 @@ class Case:
     setup: Optional[Setup] = None    # lib -> (stmt, globals)
     floor_goal: Optional[float] = None
     param: Any = None
+    batch: int = 1                   # micro: operations per execution of the statement
 
 
 def micro(id, label, goal, stmt, build, floor_goal=None):
@@ -226,6 +229,50 @@ def decorated_vs_inline(method, cls):
             return 'w()', {'w': getattr(metric, method)()(_noop)}
         return INLINE[method], {'m': metric, 'f': _noop, 'perf_counter': time.perf_counter}
     return setup
+
+
+async def _anoop():
+    pass
+
+
+@types.coroutine
+def _pause():
+    yield
+
+
+AWAITS = 100
+
+
+def awaiting(body, names):
+    """A coroutine that runs `body` (which awaits once) AWAITS times in a loop, then pauses:
+    `c.send(None)` times AWAITS awaited calls with no event loop, each costing one loop
+    iteration more than the code itself (as a timeit loop does for a call)."""
+    namespace = dict(names, pause=_pause, calls=range(AWAITS))
+    loop = 'for _ in calls:\n' + textwrap.indent(body, '    ') + '\nawait pause()'
+    source = 'async def outer():\n    while True:\n' + textwrap.indent(loop, ' ' * 8)
+    exec(source, namespace)
+    coroutine = namespace['outer']()
+    coroutine.send(None)
+    return 'c.send(None)', {'c': coroutine}
+
+
+def decorated_async(method, cls):
+    """`await w()` of an `async def` decorated by `method()` of each library."""
+    return lambda L: awaiting('await w()', {'w': getattr(make(L, cls), method)()(_anoop)})
+
+
+def decorated_async_vs_inline(method, cls):
+    """As decorated_vs_inline, awaited: the inline code awaits `f()` in place of calling it."""
+    def setup(L):
+        metric = make(FP, cls)
+        if L.name == 'fastprom':
+            return awaiting('await w()', {'w': getattr(metric, method)()(_anoop)})
+        inline = INLINE[method].replace('f()', 'await f()')
+        return awaiting(inline, {'m': metric, 'f': _anoop, 'perf_counter': time.perf_counter})
+    return setup
+
+
+DECORATORS = (('count_exceptions', 'Counter'), ('track_inprogress', 'Gauge'), ('time', 'Histogram'))
 
 
 def hist(buckets=None):
@@ -283,8 +330,14 @@ CASES: List[Case] = [
     micro('deco_time', '@h.time() f()', 5, 'w()', lambda L: hist()(L).time()(_noop)),
     *[Case(f'deco_{method}_vs_inline', f'@{method}() f() vs the same code inline (both fastprom)',
            round(1 / 1.5, 2), 'micro', decorated_vs_inline(method, cls))
-      for method, cls in (('count_exceptions', 'Counter'), ('track_inprogress', 'Gauge'),
-                          ('time', 'Histogram'))],
+      for method, cls in DECORATORS],
+    *[Case(f'deco_async_{method}', f'@{method}() async f(), awaited', 5, 'micro',
+           decorated_async(method, cls), batch=AWAITS)
+      for method, cls in DECORATORS],
+    *[Case(f'deco_async_{method}_vs_inline',
+           f'@{method}() async f(), awaited, vs the same code inline (both fastprom)',
+           round(1 / 1.5, 2), 'micro', decorated_async_vs_inline(method, cls), batch=AWAITS)
+      for method, cls in DECORATORS],
     Case('summary_quantiles_observe', 'Summary.observe, 3 objectives (reference: no quantiles)', 5, 'micro',
          varied(lambda L: make(L, 'Summary', **fastprom_only(objectives=OBJECTIVES)(L)))),
     Case('native_histogram_observe', 'Histogram.observe, native buckets (reference: classic)', 15, 'micro',
@@ -397,6 +450,8 @@ def run_micro(case: Case, cfg: Config) -> dict:
     floor = FP.mod._native.Floor()
     variants = {FP.name: case.setup(FP), REF.name: case.setup(REF), 'floor': ('f.noop()', {'f': floor})}
     s = timed_rounds(variants, cfg.rounds, cfg.target)
+    for name in (FP.name, REF.name):
+        s[name] = [ns / case.batch for ns in s[name]]
     fp, ref, fl = med(s[FP.name]), med(s[REF.name]), med(s['floor'])
     return row(case, 'ns', ref, fp, x_floor=fp / fl, floor_ns=fl, samples=s)
 

@@ -2,7 +2,8 @@
 
 from types import TracebackType
 from typing import (
-    Any, Callable, Dict, Iterable, List, Literal, Optional, Tuple, Type, TypeVar, Union,
+    Any, Callable, Dict, Generator, Iterable, List, Literal, Optional, Tuple, Type, TypeVar,
+    Union,
 )
 
 from typing_extensions import Self, final
@@ -84,7 +85,8 @@ class InprogressTracker:
 
 @final
 class DecoratedFunction:
-    """A plain function decorated by count_exceptions(), track_inprogress() or time()."""
+    """A function decorated by count_exceptions(), track_inprogress() or time() (a coroutine
+    function's calls return a DecoratedCoroutine)."""
     __wrapped__: Any
     # Read from the decorated function, so introspection sees it.
     __name__: str
@@ -98,6 +100,17 @@ class DecoratedFunction:
     def __new__(cls, func: Any, manager: Any) -> Self: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def __get__(self, instance: Any, owner: Any = None, /) -> Any: ...
+
+@final
+class DecoratedCoroutine:
+    """What a decorated coroutine function's call returns: its coroutine, measured while awaited."""
+    __name__: str
+    __qualname__: str
+    def __await__(self) -> Generator[Any, Any, Any]: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: Any, /) -> Any: ...
+    def throw(self, *args: Any) -> Any: ...
+    def close(self) -> None: ...
 
 @final
 class Value:

@@ -4,8 +4,9 @@ All three are native (`ExceptionCounter`, `InprogressTracker`, `Timer`): `with` 
 `__enter__`/`__exit__` without Python frames. Used as decorators on a plain function they give
 a native `DecoratedFunction`, which measures each call around a direct call of the function
 and keeps its signature and metadata (`__name__`, `__qualname__`, `__doc__`, `__module__`,
-`__dict__`, `__wrapped__`). Decorating an ``async def`` gives a coroutine function whose
-measurement spans the awaited call.
+`__dict__`, `__wrapped__`). Decorating an ``async def`` gives a coroutine function whose calls
+return a native `DecoratedCoroutine`, measured from its first step to its end (the awaited call;
+the reference measures only the coroutine's creation).
 
 `Timer` reads this module's `default_timer` at each call (tests patch it).
 """
@@ -14,12 +15,12 @@ from inspect import iscoroutinefunction
 from timeit import default_timer  # noqa: F401  (read by the native Timer at each call)
 from typing import Any, Callable, TypeVar
 
-from ._native import DecoratedFunction, ExceptionCounter, InprogressTracker, Timer
+from ._native import DecoratedCoroutine, DecoratedFunction, ExceptionCounter, InprogressTracker, Timer
 from .decorator import _wrapper_source, decorate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ['DecoratedFunction', 'ExceptionCounter', 'InprogressTracker', 'Timer']
+__all__ = ['DecoratedCoroutine', 'DecoratedFunction', 'ExceptionCounter', 'InprogressTracker', 'Timer']
 
 # The managers whose decorated calls DecoratedFunction runs itself; a subclass may override
 # __enter__/__exit__, so its calls go through `with`.
@@ -27,7 +28,8 @@ _NATIVE_MANAGERS = (ExceptionCounter, InprogressTracker, Timer)
 
 
 def _decorate_with(f, new_context):
-    """Wrap f so every call runs inside the context manager returned by new_context()."""
+    """Wrap f so every call runs inside the context manager returned by new_context() (for a
+    subclass of the managers, whose __enter__/__exit__ may be its own)."""
     if iscoroutinefunction(f):
         async def caller(func, *args, **kwargs):
             with new_context():
@@ -45,7 +47,7 @@ def _decorate_native(f, manager, new_context=None):
     if new_context is None:
         def new_context():
             return manager
-    if iscoroutinefunction(f) or type(manager) not in _NATIVE_MANAGERS:
+    if type(manager) not in _NATIVE_MANAGERS:
         return _decorate_with(f, new_context)
     # The reference's checks (a plain function), and its wrapper's `__source__`.
     inner = f

@@ -8,8 +8,8 @@
 //! `__qualname__`, `__doc__`, `__module__`, `__defaults__`, `__kwdefaults__`,
 //! `__annotations__`, `__wrapped__`, a copy of its `__dict__`), so `inspect.signature`
 //! reports the function's signature, and it binds as a method when it is a class attribute.
-//! Coroutine functions are decorated in Python (`fastprom.context_managers`), with an
-//! `async def` that measures the awaited call.
+//! A coroutine function's call returns a `DecoratedCoroutine` (`awaitable.rs`), which measures
+//! the awaited call (the reference measures only the coroutine's creation).
 //!
 //! The reference's wrapper checks the arguments before it enters the context manager, so a
 //! call with arguments that do not fit the signature is neither counted nor timed. Here the
@@ -26,8 +26,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use pyo3::{Borrowed, PyTraverseError, PyVisit};
 
+use super::awaitable::DecoratedCoroutine;
 use super::metric::{Counter, Gauge, HasCore};
-use super::timer::{context_managers, elapsed, mark, Timer};
+use super::timer::{context_managers, elapsed, mark, Mark, Timer};
 
 /// `counter.inc()`: the cells directly for a `Counter` itself, else the method.
 fn count_one(counter: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -70,7 +71,7 @@ fn is_plain_classes(exception: &Bound<'_, PyAny>) -> bool {
 }
 
 /// What `ExceptionCounter.__exit__` does after a block that raised nothing.
-enum OnSuccess {
+pub(super) enum OnSuccess {
     Nothing,
     Count,
     /// `exception` may do anything in its `__instancecheck__`: ask it every time.
@@ -197,7 +198,7 @@ fn decorate<'py>(
 }
 
 /// What a decorated call does around the function.
-enum Action {
+pub(super) enum Action {
     Count {
         counter: Py<PyAny>,
         exception: Py<PyAny>,
@@ -210,6 +211,14 @@ enum Action {
     Time {
         timer: Py<Timer>,
     },
+}
+
+/// What `Action::begin` noted for `Action::end`.
+#[derive(Clone, Copy)]
+pub(super) enum Begun {
+    Nothing,
+    /// When the timed call began.
+    At(Mark),
 }
 
 /// The metadata a function carries, settable as a function's is.
@@ -229,7 +238,9 @@ pub struct DecoratedFunction {
     /// Where CPython finds how to call an instance (`tp_vectorcall_offset` points here).
     vectorcall: ffi::vectorcallfunc,
     func: Py<PyAny>,
-    action: Action,
+    pub(super) action: Action,
+    /// `inspect.iscoroutinefunction(func)`: its calls are measured while awaited.
+    is_coroutine_function: bool,
     meta: Mutex<Meta>,
 }
 
@@ -266,10 +277,33 @@ unsafe extern "C" fn call_decorated(
         let py = Python::assume_attached();
         // SAFETY: CPython calls this only for instances of the class (the type's offset).
         let this = Borrowed::from_ptr(py, callable).cast_unchecked::<DecoratedFunction>();
-        let this = this.get();
-        let func = this.func.as_ptr();
-        this.run(py, || ffi::PyObject_Vectorcall(func, args, nargsf, kwnames))
+        let func = this.get().func.as_ptr();
+        DecoratedFunction::run(this, || vectorcall(func, args, nargsf, kwnames))
     })
+}
+
+/// `func(*args)` through its own vectorcall entry when it has one (a function has), without
+/// `PyObject_Vectorcall`'s thread-state and result checks, else through `PyObject_Vectorcall`.
+///
+/// # Safety
+/// The thread is attached; the arguments are as CPython passes them to a vectorcall.
+unsafe fn vectorcall(
+    func: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: libc_size_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let tp = ffi::Py_TYPE(func);
+    if (*tp).tp_flags & ffi::Py_TPFLAGS_HAVE_VECTORCALL != 0 {
+        let entry = func
+            .cast::<u8>()
+            .offset((*tp).tp_vectorcall_offset)
+            .cast::<Option<ffi::vectorcallfunc>>();
+        if let Some(call) = *entry {
+            return call(func, args, nargsf, kwnames);
+        }
+    }
+    ffi::PyObject_Vectorcall(func, args, nargsf, kwnames)
 }
 
 #[allow(non_camel_case_types)]
@@ -281,7 +315,7 @@ fn is_binding_error(py: Python<'_>, err: &PyErr) -> bool {
 }
 
 /// The `__context__` of an exception raised while `original` was being handled.
-fn chain(py: Python<'_>, raised: PyErr, original: PyErr) -> PyErr {
+pub(super) fn chain(py: Python<'_>, raised: PyErr, original: PyErr) -> PyErr {
     // SAFETY: both are normalized exception objects; SetContext steals the reference.
     unsafe {
         ffi::PyException_SetContext(
@@ -326,22 +360,29 @@ unsafe fn finish(
     std::ptr::null_mut()
 }
 
-impl DecoratedFunction {
-    /// One decorated call; `call` calls the function (a new reference, or NULL and an error).
-    ///
-    /// # Safety
-    /// As for [`finish`], for what `call` returns.
-    unsafe fn run(
+impl Action {
+    /// The start of a measured call, just before the function runs.
+    pub(super) fn begin(&self, py: Python<'_>) -> PyResult<Begun> {
+        match self {
+            Action::Count { .. } => Ok(Begun::Nothing),
+            Action::Track { gauge } => gauge_step(gauge.bind(py), true).map(|()| Begun::Nothing),
+            Action::Time { .. } => mark(py).map(Begun::At),
+        }
+    }
+
+    /// The end of a measured call, given its outcome (`None`, or the exception raised).
+    pub(super) fn end(
         &self,
         py: Python<'_>,
-        call: impl FnOnce() -> *mut ffi::PyObject,
-    ) -> *mut ffi::PyObject {
-        match &self.action {
+        begun: Begun,
+        raised: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        match self {
             Action::Count {
                 counter,
                 exception,
                 on_success,
-            } => finish(py, call(), false, |raised| {
+            } => {
                 let counted = match (raised, on_success) {
                     (Some(e), _) => e.is_instance(exception.bind(py))?,
                     (None, OnSuccess::Nothing) => false,
@@ -352,30 +393,48 @@ impl DecoratedFunction {
                     count_one(counter.bind(py))?;
                 }
                 Ok(())
-            }),
-            Action::Track { gauge } => {
-                let gauge = gauge.bind(py);
-                if let Err(e) = gauge_step(gauge, true) {
-                    e.restore(py);
-                    return std::ptr::null_mut();
-                }
-                finish(py, call(), true, |_| gauge_step(gauge, false))
             }
+            Action::Track { gauge } => gauge_step(gauge.bind(py), false),
             Action::Time { timer } => {
-                let start = match mark(py) {
-                    Ok(start) => start,
-                    Err(e) => {
-                        e.restore(py);
-                        return std::ptr::null_mut();
-                    }
+                let Begun::At(start) = begun else {
+                    return Ok(());
                 };
-                finish(py, call(), false, |_| {
-                    // Time can go backwards.
-                    let seconds = elapsed(py, start)?.max(0.0);
-                    timer.get().record(py, seconds)
-                })
+                // Time can go backwards.
+                let seconds = elapsed(py, start)?.max(0.0);
+                timer.get().record(py, seconds)
             }
         }
+    }
+}
+
+impl DecoratedFunction {
+    /// One decorated call; `call` calls the function (a new reference, or NULL and an error).
+    /// A coroutine function's call gives a `DecoratedCoroutine`, measured while it is awaited.
+    ///
+    /// # Safety
+    /// As for [`finish`], for what `call` returns.
+    unsafe fn run(
+        slf: Borrowed<'_, '_, Self>,
+        call: impl FnOnce() -> *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        let py = slf.py();
+        let this = slf.get();
+        if this.is_coroutine_function {
+            return DecoratedCoroutine::wrap(slf, call());
+        }
+        let begun = match this.action.begin(py) {
+            Ok(begun) => begun,
+            Err(e) => {
+                e.restore(py);
+                return std::ptr::null_mut();
+            }
+        };
+        // The gauge went up before the call, so it comes down even when the arguments do not
+        // bind; the other actions leave such a call unmeasured.
+        let also_binding_errors = matches!(this.action, Action::Track { .. });
+        finish(py, call(), also_binding_errors, |raised| {
+            this.action.end(py, begun, raised)
+        })
     }
 
     fn meta(&self) -> std::sync::MutexGuard<'_, Meta> {
@@ -495,10 +554,15 @@ impl DecoratedFunction {
             kwdefaults: attr(intern!(py, "__kwdefaults__"))?,
             annotations: attr(intern!(py, "__annotations__"))?,
         };
+        let is_coroutine_function = py
+            .import(intern!(py, "inspect"))?
+            .call_method1(intern!(py, "iscoroutinefunction"), (func,))?
+            .is_truthy()?;
         Ok(DecoratedFunction {
             vectorcall: call_decorated,
             func: func.clone().unbind(),
             action,
+            is_coroutine_function,
             meta: Mutex::new(meta),
         })
     }
@@ -506,16 +570,17 @@ impl DecoratedFunction {
     /// Called without vectorcall (`PyObject_Call` with a tuple and a dict).
     #[pyo3(signature = (*args, **kwargs))]
     fn __call__(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let func = self.func.as_ptr();
+        let py = slf.py();
+        let func = slf.get().func.as_ptr();
         let kwargs = kwargs.map_or(std::ptr::null_mut(), |k| k.as_ptr());
         // SAFETY: valid objects; the result is a new reference or NULL with an error set.
         unsafe {
-            let result = self.run(py, || ffi::PyObject_Call(func, args.as_ptr(), kwargs));
+            let call = || ffi::PyObject_Call(func, args.as_ptr(), kwargs);
+            let result = DecoratedFunction::run(slf.as_borrowed(), call);
             Bound::from_owned_ptr_or_err(py, result).map(Bound::unbind)
         }
     }
@@ -607,6 +672,7 @@ pub fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ExceptionCounter>()?;
     m.add_class::<InprogressTracker>()?;
     m.add_class::<DecoratedFunction>()?;
+    super::awaitable::install(m)?;
     let py = m.py();
     static PATCHED: Once = Once::new();
     let mut result = Ok(());
@@ -625,6 +691,7 @@ fn enable_vectorcall(py: Python<'_>) -> PyResult<()> {
             action: Action::Track {
                 gauge: none.clone_ref(py),
             },
+            is_coroutine_function: false,
             meta: Mutex::new(Meta {
                 name: none.clone_ref(py),
                 qualname: none.clone_ref(py),

@@ -2,6 +2,7 @@
 
 mod amount;
 mod attributes;
+mod awaitable;
 mod decorators;
 mod errors;
 mod fastcall;
