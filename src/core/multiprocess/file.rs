@@ -450,12 +450,10 @@ impl FileCache {
 /// The buffers of the reads of one file, reused from file to file.
 #[derive(Default)]
 struct Reads {
-    /// The first read: new entries, and the sequence counters before the values are read.
+    /// The first read: new entries, values and sequence counters.
     first: Vec<u8>,
-    /// The values.
-    values: Vec<u8>,
-    /// The sequence counters after the values were read.
-    after: Vec<u8>,
+    /// The second read of a histogram or summary file.
+    second: Vec<u8>,
     /// A child's bytes read again.
     child: Vec<u8>,
 }
@@ -463,24 +461,33 @@ struct Reads {
 /// How long a child caught mid-update is read again, waiting for its writer (which may be
 /// descheduled in the middle of an update) before its values are taken as they are.
 const CHILD_PATIENCE: Duration = Duration::from_millis(2);
+/// The same, for a child read for the first time (no earlier values to fall back on).
+const FIRST_READ_PATIENCE: Duration = Duration::from_millis(20);
 /// Scrapes in a row that may show a child's values of an earlier scrape because its writer
 /// kept updating it through every read.
 const STALE_SCRAPES: u8 = 3;
 
-/// The values of a histogram or summary file, each child from one moment: the values are read
-/// between two reads of the sequence counters, and a child whose counter moved or was odd is
-/// read again by itself. Reads are positional copies of the file (not a mapping, which a
-/// truncation would turn into SIGBUS), each a system call, so a child may not hold still
-/// through any read for `CHILD_PATIENCE`: it keeps the values of the previous scrape, which
-/// were from one moment (while its writer is stopped mid-update, or for `STALE_SCRAPES`
-/// scrapes in a row while it keeps updating, so that a busy child does not look frozen),
-/// else takes the last read.
+/// The values of a histogram or summary file, each child from one moment. The file is read
+/// twice; a child whose sequence counter is even and whose values and counter are the same in
+/// both reads takes them: every value (each only grows: the counts, the counter, and a sum of
+/// observations of one sign) held still from its first read to its second, so all of them
+/// held the values of one moment between the two reads, when no update was under way. (A sum
+/// of observations of both signs could come back to the same value over several updates; a
+/// histogram's or summary's sum lies before its counter in the file, and the kernel copies a
+/// read in order, so the second read's sum was read before its counter, with no update
+/// started in between.)
+///
+/// A child that changed is read again by itself, between two reads of its counter. Reads
+/// are positional copies of the file (not a mapping, which a truncation would turn into
+/// SIGBUS), each a system call, so a child may not hold still through any read for
+/// `CHILD_PATIENCE` (`FIRST_READ_PATIENCE` the first time): it keeps the values of the
+/// previous scrape, which were from one moment (while its writer is stopped mid-update, or
+/// for `STALE_SCRAPES` scrapes in a row while it keeps updating, so that a busy child does
+/// not look frozen), else takes the last read.
 fn read_children(file: &mut CachedFile, used: usize, reads: &mut Reads) -> Result<(), FileError> {
-    // The fences keep each read's loads after the previous read's (weakly ordered CPUs).
+    // Keeps the second read's loads after the first's (weakly ordered CPUs).
     fence(Ordering::SeqCst);
-    file.read_prefix(used, &mut reads.values)?;
-    fence(Ordering::SeqCst);
-    file.read_prefix(used, &mut reads.after)?;
+    file.read_prefix(used, &mut reads.second)?;
     let CachedFile {
         file: handle,
         entries,
@@ -490,24 +497,31 @@ fn read_children(file: &mut CachedFile, used: usize, reads: &mut Reads) -> Resul
     else {
         return Ok(());
     };
+    let (first, second) = (&reads.first[..used], &reads.second[..]);
     for child in &mut children.list {
         let Some(sequence) = child.sequence else {
             // No `_sum` entry (not written by a histogram or summary): nothing to check.
-            set_values(entries, &reads.values, Some((&child.entries, 0)))?;
+            set_values(entries, second, Some((&child.entries, 0)))?;
             continue;
         };
-        let after = read_u64(&reads.after, sequence);
-        if held_still(read_u64(&reads.first, sequence), after) {
-            set_values(entries, &reads.values, Some((&child.entries, 0)))?;
-            child.read_consistent(after);
+        let counter = read_u64(second, sequence);
+        if held_still(read_u64(first, sequence), counter)
+            && child.entries.iter().all(|&i| {
+                let at = entries[i].value_offset;
+                first.get(at..at + 8) == second.get(at..at + 8)
+            })
+        {
+            set_values(entries, second, Some((&child.entries, 0)))?;
+            child.read_consistent(counter);
         } else if let Some(counter) = read_child_again(handle, child, sequence, &mut reads.child)? {
             set_values(entries, &reads.child, Some((&child.entries, child.start)))?;
             child.read_consistent(Some(counter));
-        } else if child.keeps_previous_values(after) {
+        } else if child.keeps_previous_values(counter) {
             continue;
         } else {
-            set_values(entries, &reads.values, Some((&child.entries, 0)))?;
+            set_values(entries, second, Some((&child.entries, 0)))?;
             child.consistent = false;
+            child.counter = counter;
         }
     }
     Ok(())
@@ -552,7 +566,11 @@ fn read_child_again(
     bytes: &mut Vec<u8>,
 ) -> io::Result<Option<u64>> {
     let len = child.end - child.start;
-    let deadline = Instant::now() + CHILD_PATIENCE;
+    let patience = match child.counter {
+        None => FIRST_READ_PATIENCE,
+        Some(_) => CHILD_PATIENCE,
+    };
+    let deadline = Instant::now() + patience;
     for attempt in 0.. {
         if attempt < 4 {
             std::thread::yield_now();
