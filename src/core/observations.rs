@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::cell::{add_f64, load_f64, store_f64};
 use super::hotcold::{bucket_index, HotCold, Snapshot};
@@ -96,18 +97,27 @@ impl MappedObservations {
     fn snapshot(&self) -> Snapshot {
         let sequence = self.sequence();
         // A render runs without the GIL, so an update may be under way: read again until the
-        // counter is even and unchanged around the reads (bounded: a writer cannot hold it).
+        // counter is even and unchanged around the reads. The writer may be descheduled
+        // mid-update: after a few spins, yield to it, for `SNAPSHOT_PATIENCE` at most.
         let mut tries = 0;
+        let mut deadline = None;
         loop {
             let before = sequence.load(Ordering::Acquire);
             let snapshot = self.read_slots();
             fence(Ordering::Acquire);
-            let held_still = before.is_multiple_of(2) && sequence.load(Ordering::Relaxed) == before;
-            tries += 1;
-            if held_still || tries == SNAPSHOT_TRIES {
+            if before.is_multiple_of(2) && sequence.load(Ordering::Relaxed) == before {
                 return snapshot;
             }
-            std::hint::spin_loop();
+            tries += 1;
+            if tries < SNAPSHOT_SPINS {
+                std::hint::spin_loop();
+                continue;
+            }
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + SNAPSHOT_PATIENCE);
+            if Instant::now() >= deadline {
+                return snapshot;
+            }
+            std::thread::yield_now();
         }
     }
 
@@ -128,8 +138,10 @@ impl MappedObservations {
     }
 }
 
-/// Reads of a mapped child's slots before a render takes what it has.
-const SNAPSHOT_TRIES: usize = 1000;
+/// Reads of a mapped child's slots, spinning, before a render yields to its writer.
+const SNAPSHOT_SPINS: usize = 100;
+/// How long a render waits for a writer stopped mid-update before it takes what it read.
+const SNAPSHOT_PATIENCE: Duration = Duration::from_millis(20);
 
 impl Observations {
     pub fn local(bounds: &[f64]) -> Observations {
