@@ -225,8 +225,10 @@ struct CachedFile {
 /// `observations.rs`: odd while its writer updates it).
 #[derive(Default)]
 struct Children {
+    /// A histogram file: a child's bucket entries differ by their `le` label.
+    histogram: bool,
     list: Vec<ChildEntries>,
-    /// Metric name and labels (without `le`) → position in `list`.
+    /// Metric name and labels (a histogram's without `le`) → position in `list`.
     by_labels: HashMap<(String, Vec<(String, String)>), usize>,
 }
 
@@ -251,14 +253,18 @@ impl Children {
     /// Files whose children have sequence counters: prometheus_client names them by type.
     fn for_file(path: &Path) -> Option<Children> {
         let name = path.file_name()?.to_str()?;
-        (name.starts_with("histogram_") || name.starts_with("summary_")).then(Children::default)
+        let histogram = name.starts_with("histogram_");
+        (histogram || name.starts_with("summary_")).then(|| Children {
+            histogram,
+            ..Children::default()
+        })
     }
 
     /// Adds entry `index` (just parsed) to its child.
     fn add(&mut self, index: usize, entry: &CachedEntry) {
         let key = &entry.key.key;
         let labels: Vec<(String, String)> = (key.labels.iter())
-            .filter(|(name, _)| name != "le")
+            .filter(|(name, _)| !(self.histogram && name == "le"))
             .cloned()
             .collect();
         let next = self.list.len();
@@ -273,10 +279,7 @@ impl Children {
             });
         }
         let child = &mut self.list[position];
-        if key.sample_name.len() == key.metric_name.len() + 4
-            && key.sample_name.starts_with(&key.metric_name)
-            && key.sample_name.ends_with("_sum")
-        {
+        if key.sample_name.strip_prefix(key.metric_name.as_str()) == Some("_sum") {
             child.sequence = Some(entry.value_offset + 8);
         }
         child.entries.push(index);
