@@ -1011,6 +1011,37 @@ for key, value, ts, pos in MmapedDict.read_all_values_from_file(path):
     }
 
     #[test]
+    fn children_are_grouped_by_their_labels() {
+        use crate::core::multiprocess::key::mmap_key;
+        let dir = std::env::temp_dir().join(format!("fastprom-groups-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut keys = Vec::new();
+        for le in ["a", "b"] {
+            for sample in ["s_count", "s_sum"] {
+                keys.push(mmap_key("s", sample, &[("le", le)], "h"));
+            }
+        }
+        let entries: Vec<(&str, f64, f64)> = keys.iter().map(|k| (k.as_str(), 1.0, 0.0)).collect();
+        let bytes = encode_file(&entries, 4096);
+        let file = TempFile(dir.join("summary_1.db"));
+        file.overwrite(&bytes);
+        let mut cache = FileCache::new();
+        cache.refresh(&file.0).unwrap();
+        // A summary's `le` is a label like any other: two children, each with its counter.
+        let children = cache.files[&file.0].children.as_ref().unwrap();
+        let groups: Vec<(&[usize], Option<usize>)> = (children.list.iter())
+            .map(|c| (c.entries.as_slice(), c.sequence))
+            .collect();
+        let counter = |i: usize| Some(read_entries(&bytes).unwrap()[i].value_offset + 8);
+        assert_eq!(
+            groups,
+            [(&[0, 1][..], counter(1)), (&[2, 3][..], counter(3))]
+        );
+        drop(file);
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    #[test]
     fn cache_reports_corruption_and_recovers() {
         let file = TempFile::new("corrupt.db");
         let a = key("m_sum", "");
