@@ -575,10 +575,11 @@ fn read_child_again(
     };
     let deadline = Instant::now() + patience;
     for attempt in 0.. {
-        if attempt < 4 {
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(Duration::from_micros(50));
+        // At once (it most likely just moved), then giving its writer the processor.
+        match attempt {
+            0 => {}
+            1..=4 => std::thread::yield_now(),
+            _ => std::thread::sleep(Duration::from_micros(50)),
         }
         let before = read_counter(file, sequence)?;
         fence(Ordering::SeqCst);
