@@ -31,6 +31,7 @@ import json
 import math
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -299,6 +300,15 @@ def _mask_timestamps(data, ents):
     return bytes(b)
 
 
+def _sequence_counters(prefix, ents):
+    """fastprom's known difference: the timestamp slot of a histogram's or summary's `_sum`
+    entry (0.0 in the reference's files, which it never reads) holds the child's sequence
+    counter. The entries whose slot that is."""
+    if prefix not in ('histogram', 'summary'):
+        return []
+    return [e for e in ents if json.loads(e[0])[1] == json.loads(e[0])[0] + '_sum']
+
+
 @pytest.mark.parametrize('lib', LIBS)
 @pytest.mark.parametrize('scenario', COMPAT_SCENARIOS)
 def test_db_files_match_reference(scenario, lib, tmp_path):
@@ -337,8 +347,13 @@ def test_db_files_match_reference(scenario, lib, tmp_path):
                 rbytes = _mask_timestamps(rpath.read_bytes(), rents)
                 lbytes = _mask_timestamps(lpath.read_bytes(), lents)
             else:
-                assert [e[2] for e in lents] == [e[2] for e in rents], f'{what}: timestamps'
-                rbytes, lbytes = rpath.read_bytes(), lpath.read_bytes()
+                counters = _sequence_counters(prefix, lents)
+                for _, _, counter, pos in counters:
+                    # Even: no update was under way when the writer ended.
+                    assert struct.unpack('=Q', struct.pack('=d', counter))[0] % 2 == 0, what
+                masked = [e[2] if e not in counters else 0.0 for e in lents]
+                assert masked == [e[2] for e in rents], f'{what}: timestamps'
+                rbytes, lbytes = rpath.read_bytes(), _mask_timestamps(lpath.read_bytes(), counters)
             assert lbytes[:8] == rbytes[:8], f'{what}: header differs'
             if len(lbytes) == len(rbytes):
                 assert lbytes == rbytes, f'{what}: bytes differ'

@@ -1,7 +1,9 @@
 //! The storage of a histogram or summary child: lock-free hot/cold cells in process memory, or
 //! one slot per sample in this process's multiprocess file.
 
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::cell::{add_f64, load_f64, store_f64};
 use super::hotcold::{bucket_index, HotCold, Snapshot};
@@ -35,11 +37,19 @@ pub struct MappedObservations {
 
 impl MappedObservations {
     pub fn new(slots: Arc<Slots>, bounds: &[f64]) -> MappedObservations {
-        MappedObservations {
+        let observations = MappedObservations {
             slots,
             bounds: bounds.into(),
             sketch: None,
+        };
+        // An existing file (a pid used again) may hold a counter left odd by a process that
+        // died mid-update: readers would take the child for one being updated.
+        let sequence = observations.sequence();
+        let left = sequence.load(Ordering::Relaxed);
+        if !left.is_multiple_of(2) {
+            sequence.store(left.wrapping_add(1), Ordering::Release);
         }
+        observations
     }
 
     /// A summary's cells that also feed the sketch its quantiles are merged from.
@@ -67,6 +77,14 @@ impl MappedObservations {
     }
 
     fn observe_in(&self, bucket: Option<usize>, v: f64) {
+        self.update(|| self.add_observation(bucket, v));
+        // Outside the update: the sketch is in another file, which the counter does not cover.
+        if let Some(sketch) = &self.sketch {
+            sketch.observe(v, wall_clock());
+        }
+    }
+
+    fn add_observation(&self, bucket: Option<usize>, v: f64) {
         if self.is_histogram() {
             if let Some(i) = bucket {
                 add_f64(self.slots.value(1 + i), 1.0);
@@ -75,12 +93,55 @@ impl MappedObservations {
             add_f64(self.slots.value(0), 1.0);
         }
         add_f64(self.slots.value(self.sum_slot()), v);
-        if let Some(sketch) = &self.sketch {
-            sketch.observe(v, wall_clock());
-        }
+    }
+
+    /// The child's sequence counter: the timestamp slot of its `_sum` entry, which
+    /// prometheus_client's collector ignores for histograms and summaries.
+    fn sequence(&self) -> &AtomicU64 {
+        self.slots.timestamp(self.sum_slot())
+    }
+
+    /// Runs `change` (updates of this child's slots) between the two steps of its sequence
+    /// counter: odd while the slots change, even again once they are done, so a reader of the
+    /// file can tell a child caught mid-update. Writers hold the GIL: one writer at a time.
+    fn update(&self, change: impl FnOnce()) {
+        let sequence = self.sequence();
+        // `| 1`: a file taken over from a process that died mid-update starts odd.
+        let odd = sequence.load(Ordering::Relaxed) | 1;
+        sequence.store(odd, Ordering::Relaxed);
+        fence(Ordering::Release);
+        change();
+        sequence.store(odd.wrapping_add(1), Ordering::Release);
     }
 
     fn snapshot(&self) -> Snapshot {
+        let sequence = self.sequence();
+        // A render runs without the GIL, so an update may be under way: read again until the
+        // counter is even and unchanged around the reads. The writer may be descheduled
+        // mid-update: after a few spins, yield to it, for `SNAPSHOT_PATIENCE` at most.
+        let mut tries = 0;
+        let mut deadline = None;
+        loop {
+            let before = sequence.load(Ordering::Acquire);
+            let snapshot = self.read_slots();
+            fence(Ordering::Acquire);
+            if before.is_multiple_of(2) && sequence.load(Ordering::Relaxed) == before {
+                return snapshot;
+            }
+            tries += 1;
+            if tries < SNAPSHOT_SPINS {
+                std::hint::spin_loop();
+                continue;
+            }
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + SNAPSHOT_PATIENCE);
+            if Instant::now() >= deadline {
+                return snapshot;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    fn read_slots(&self) -> Snapshot {
         let buckets: Vec<u64> = (0..self.bounds.len())
             .map(|i| load_f64(self.slots.value(1 + i)).max(0.0) as u64)
             .collect();
@@ -96,6 +157,11 @@ impl MappedObservations {
         }
     }
 }
+
+/// Reads of a mapped child's slots, spinning, before a render yields to its writer.
+const SNAPSHOT_SPINS: usize = 100;
+/// How long a render waits for a writer stopped mid-update before it takes what it read.
+const SNAPSHOT_PATIENCE: Duration = Duration::from_millis(20);
 
 impl Observations {
     pub fn local(bounds: &[f64]) -> Observations {
@@ -202,7 +268,12 @@ impl Observations {
     pub fn observe_many<T: Copy + Into<f64>>(&self, values: &[T]) {
         match self {
             Observations::Local(h) => h.observe_many(values),
-            Observations::Mapped(m) => values.iter().for_each(|v| m.observe((*v).into())),
+            Observations::Mapped(m) => m.update(|| {
+                for v in values {
+                    let v = (*v).into();
+                    m.add_observation(bucket_index(&m.bounds, v), v);
+                }
+            }),
             Observations::WithQuantiles(inner, q) => {
                 inner.observe_many(values);
                 let now = clock();
@@ -232,7 +303,7 @@ impl Observations {
     pub fn add_to_sum(&self, v: f64) {
         match self {
             Observations::Local(h) => h.add_to_sum(v),
-            Observations::Mapped(m) => add_f64(m.slots.value(m.sum_slot()), v),
+            Observations::Mapped(m) => m.update(|| add_f64(m.slots.value(m.sum_slot()), v)),
             Observations::WithQuantiles(inner, _)
             | Observations::WithNative(inner, _)
             | Observations::WithMappedNative(inner, _) => inner.add_to_sum(v),
@@ -242,7 +313,7 @@ impl Observations {
     pub fn add_to_bucket(&self, bucket: usize, n: u64) {
         match self {
             Observations::Local(h) => h.add_to_bucket(bucket, n),
-            Observations::Mapped(m) => add_f64(m.slots.value(1 + bucket), n as f64),
+            Observations::Mapped(m) => m.update(|| add_f64(m.slots.value(1 + bucket), n as f64)),
             Observations::WithQuantiles(inner, _)
             | Observations::WithNative(inner, _)
             | Observations::WithMappedNative(inner, _) => inner.add_to_bucket(bucket, n),
@@ -254,7 +325,9 @@ impl Observations {
     pub fn add_observations(&self, n: u64) {
         match self {
             Observations::Local(h) => h.add_observations(n),
-            Observations::Mapped(m) if !m.is_histogram() => add_f64(m.slots.value(0), n as f64),
+            Observations::Mapped(m) if !m.is_histogram() => {
+                m.update(|| add_f64(m.slots.value(0), n as f64))
+            }
             Observations::Mapped(_) => {}
             Observations::WithQuantiles(inner, _)
             | Observations::WithNative(inner, _)
@@ -265,8 +338,10 @@ impl Observations {
     pub fn set_part(&self, bucket: Option<usize>, v: f64) {
         match (self, bucket) {
             (Observations::Local(h), _) => h.set_part(bucket, v),
-            (Observations::Mapped(m), None) => store_f64(m.slots.value(m.sum_slot()), v),
-            (Observations::Mapped(m), Some(i)) => store_f64(m.slots.value(1 + i), v),
+            (Observations::Mapped(m), None) => {
+                m.update(|| store_f64(m.slots.value(m.sum_slot()), v))
+            }
+            (Observations::Mapped(m), Some(i)) => m.update(|| store_f64(m.slots.value(1 + i), v)),
             (
                 Observations::WithQuantiles(inner, _)
                 | Observations::WithNative(inner, _)

@@ -259,7 +259,14 @@ fn fold_into_archive(directory: &Path, prefix: &str, files: &[PathBuf]) -> io::R
 
 fn add_file(entries: &mut Entries, bytes: &[u8], fold: Fold) -> Result<(), String> {
     for entry in read_entries(bytes).map_err(|e| e.message)? {
-        let incoming = (entry.value, entry.timestamp);
+        // Only a most-recent gauge's timestamp means anything in an archive; elsewhere it is
+        // a histogram's or summary's sequence counter, which no writer bumps there.
+        let timestamp = if fold == Fold::MostRecent {
+            entry.timestamp
+        } else {
+            0.0
+        };
+        let incoming = (entry.value, timestamp);
         match entries.get_mut(&entry.key) {
             None => {
                 entries.insert(entry.key, incoming);

@@ -9,7 +9,9 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::key::{parse_key, Key};
 
@@ -225,6 +227,81 @@ struct CachedFile {
     file: File,
     used: usize,
     entries: Vec<CachedEntry>,
+    /// A histogram or summary file's children, read from one moment each; `None` for others.
+    children: Option<Children>,
+}
+
+/// The histogram or summary children of a file, each with its sequence counter (see
+/// `observations.rs`: odd while its writer updates it).
+#[derive(Default)]
+struct Children {
+    /// A histogram file: a child's bucket entries differ by their `le` label.
+    histogram: bool,
+    list: Vec<ChildEntries>,
+    /// Metric name and labels (a histogram's without `le`) → position in `list`.
+    by_labels: HashMap<(String, Vec<(String, String)>), usize>,
+}
+
+#[derive(Default)]
+struct ChildEntries {
+    /// Offset of the counter: the timestamp of the child's `_sum` entry.
+    sequence: Option<usize>,
+    /// Indices of the child's entries in `CachedFile::entries`.
+    entries: Vec<usize>,
+    /// The bytes from the first entry's value to the last one's timestamp.
+    start: usize,
+    end: usize,
+    /// Whether the values last read were from one moment.
+    consistent: bool,
+    /// Scrapes in a row that kept those values while its writer kept updating it.
+    stale_scrapes: u8,
+    /// Its sequence counter when last read (`None` if not read yet).
+    counter: Option<u64>,
+}
+
+impl Children {
+    /// Files whose children have sequence counters: prometheus_client names them by type
+    /// (fastprom's side files, not `.db`, have none).
+    fn for_file(path: &Path) -> Option<Children> {
+        if path.extension()? != "db" {
+            return None;
+        }
+        let name = path.file_name()?.to_str()?;
+        let histogram = name.starts_with("histogram_");
+        (histogram || name.starts_with("summary_")).then(|| Children {
+            histogram,
+            ..Children::default()
+        })
+    }
+
+    /// Adds entry `index` (just parsed) to its child.
+    fn add(&mut self, index: usize, entry: &CachedEntry) {
+        let key = &entry.key.key;
+        let labels: Vec<(String, String)> = (key.labels.iter())
+            .filter(|(name, _)| !(self.histogram && name == "le"))
+            .cloned()
+            .collect();
+        let next = self.list.len();
+        let position = *self
+            .by_labels
+            .entry((key.metric_name.clone(), labels))
+            .or_insert(next);
+        if position == next {
+            self.list.push(ChildEntries {
+                start: entry.value_offset,
+                ..ChildEntries::default()
+            });
+        }
+        let child = &mut self.list[position];
+        if key.sample_name.strip_prefix(key.metric_name.as_str()) == Some("_sum") {
+            child.sequence = Some(entry.value_offset + 8);
+        }
+        child.entries.push(index);
+        // Values from one moment include this entry's only from the next read on.
+        child.consistent = false;
+        child.start = child.start.min(entry.value_offset);
+        child.end = child.end.max(entry.value_offset + 16);
+    }
 }
 
 impl CachedFile {
@@ -234,7 +311,20 @@ impl CachedFile {
             file: File::open(path)?,
             used: HEADER_LEN,
             entries: Vec::new(),
+            children: Children::for_file(path),
         })
+    }
+
+    /// The first `used` bytes of the file into `bytes`; an error if it has fewer now.
+    fn read_prefix(&self, used: usize, bytes: &mut Vec<u8>) -> Result<(), FileError> {
+        bytes.clear();
+        read_at_most(&self.file, 0, used, bytes)?;
+        if bytes.len() < used {
+            return Err(FileError::new(
+                "File is truncated: it shrank while being read.",
+            ));
+        }
+        Ok(())
     }
 
     /// Reads the header and the used bytes it announces (fewer if the file is shorter) into
@@ -288,7 +378,7 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
 pub struct FileCache {
     files: HashMap<PathBuf, CachedFile>,
     /// The bytes of the file being read, reused from file to file.
-    scratch: Vec<u8>,
+    scratch: Reads,
     /// Entries of the files read beyond `MAX_OPEN_FILES`, kept until the next `retain`.
     uncached: HashMap<PathBuf, Vec<CachedEntry>>,
     keys: HashMap<Box<str>, Arc<CachedKey>>,
@@ -319,9 +409,9 @@ impl FileCache {
                 opened => opened?,
             },
         };
-        let mut bytes = std::mem::take(&mut self.scratch);
-        let read = self.read_into(&mut file, &mut bytes);
-        self.scratch = bytes;
+        let mut reads = std::mem::take(&mut self.scratch);
+        let read = self.read_into(&mut file, &mut reads);
+        self.scratch = reads;
         read?;
         if self.files.len() < MAX_OPEN_FILES {
             self.files.insert(path.to_path_buf(), file);
@@ -332,21 +422,29 @@ impl FileCache {
     }
 
     /// Fresh values for the entries already known, and the entries appended since.
-    fn read_into(&mut self, file: &mut CachedFile, bytes: &mut Vec<u8>) -> Result<(), FileError> {
+    fn read_into(&mut self, file: &mut CachedFile, reads: &mut Reads) -> Result<(), FileError> {
+        let bytes = &mut reads.first;
         file.read_used(bytes)?;
         let used = used_len(bytes)?;
         if used < file.used {
             return Err(FileError::new("File is corrupted: its used length shrank."));
         }
-        for entry in &mut file.entries {
-            (entry.value, entry.timestamp) = read_value(&bytes[..used], entry.value_offset)
-                .ok_or_else(|| FileError::new("Entry out of range."))?;
-        }
         for raw in entries_between(bytes, file.used, used) {
-            file.entries.push(cached_entry(&mut self.keys, raw?)?);
+            let entry = cached_entry(&mut self.keys, raw?)?;
+            if let Some(children) = &mut file.children {
+                children.add(file.entries.len(), &entry);
+            }
+            file.entries.push(entry);
         }
         file.used = used;
-        Ok(())
+        match &file.children {
+            Some(children) if !children.list.is_empty() => read_children(file, used, reads),
+            _ => set_values(
+                &mut file.entries,
+                reads.first.get(..used).unwrap_or_default(),
+                None,
+            ),
+        }
     }
 
     /// The entries of a file read by the last successful `refresh`.
@@ -364,6 +462,182 @@ impl FileCache {
         self.uncached.clear();
         self.keys.retain(|_, k| Arc::strong_count(k) > 1);
     }
+}
+
+/// The buffers of the reads of one file, reused from file to file.
+#[derive(Default)]
+struct Reads {
+    /// The first read: new entries, values and sequence counters.
+    first: Vec<u8>,
+    /// The second read of a histogram or summary file.
+    second: Vec<u8>,
+    /// A child's bytes read again.
+    child: Vec<u8>,
+}
+
+/// How long a child caught mid-update is read again, waiting for its writer (which may be
+/// descheduled in the middle of an update) before its values are taken as they are.
+const CHILD_PATIENCE: Duration = Duration::from_millis(2);
+/// The same, for a child read for the first time (no earlier values to fall back on).
+const FIRST_READ_PATIENCE: Duration = Duration::from_millis(20);
+/// Scrapes in a row that may show a child's values of an earlier scrape because its writer
+/// kept updating it through every read.
+const STALE_SCRAPES: u8 = 3;
+
+/// The values of a histogram or summary file, each child from one moment. The file is read
+/// twice; a child whose sequence counter is even and whose values and counter are the same in
+/// both reads takes them: every value (each only grows: the counts, the counter, and a sum of
+/// observations of one sign) held still from its first read to its second, so all of them
+/// held the values of one moment between the two reads, when no update was under way. (A sum
+/// of observations of both signs could come back to the same value over several updates; a
+/// histogram's or summary's sum lies before its counter in the file, and the kernel copies a
+/// read in order, so the second read's sum was read before its counter, with no update
+/// started in between.)
+///
+/// A child that changed is read again by itself, between two reads of its counter. Reads
+/// are positional copies of the file (not a mapping, which a truncation would turn into
+/// SIGBUS), each a system call, so a child may not hold still through any read for
+/// `CHILD_PATIENCE` (`FIRST_READ_PATIENCE` the first time): it keeps the values of the
+/// previous scrape, which were from one moment (while its writer is stopped mid-update, or
+/// for `STALE_SCRAPES` scrapes in a row while it keeps updating, so that a busy child does
+/// not look frozen), else takes the last read.
+fn read_children(file: &mut CachedFile, used: usize, reads: &mut Reads) -> Result<(), FileError> {
+    // Keeps the second read's loads after the first's (weakly ordered CPUs).
+    fence(Ordering::SeqCst);
+    file.read_prefix(used, &mut reads.second)?;
+    let CachedFile {
+        file: handle,
+        entries,
+        children: Some(children),
+        ..
+    } = file
+    else {
+        return Ok(());
+    };
+    let (first, second) = (&reads.first[..used], &reads.second[..]);
+    for child in &mut children.list {
+        let Some(sequence) = child.sequence else {
+            // No `_sum` entry (not written by a histogram or summary): nothing to check.
+            set_values(entries, second, Some((&child.entries, 0)))?;
+            continue;
+        };
+        let counter = read_u64(second, sequence);
+        if held_still(read_u64(first, sequence), counter)
+            && child.entries.iter().all(|&i| {
+                let at = entries[i].value_offset;
+                first.get(at..at + 8) == second.get(at..at + 8)
+            })
+        {
+            set_values(entries, second, Some((&child.entries, 0)))?;
+            child.read_consistent(counter);
+        } else if let Some(counter) = read_child_again(handle, child, sequence, &mut reads.child)? {
+            set_values(entries, &reads.child, Some((&child.entries, child.start)))?;
+            child.read_consistent(Some(counter));
+        } else if child.keeps_previous_values(counter) {
+            continue;
+        } else {
+            set_values(entries, second, Some((&child.entries, 0)))?;
+            child.consistent = false;
+            child.counter = counter;
+        }
+    }
+    Ok(())
+}
+
+impl ChildEntries {
+    fn read_consistent(&mut self, counter: Option<u64>) {
+        self.consistent = true;
+        self.stale_scrapes = 0;
+        self.counter = counter;
+    }
+
+    /// Whether a child that did not hold still keeps the values of an earlier scrape: those
+    /// were from one moment, and its writer is stopped (the counter has not moved since
+    /// then) or has not kept it busy for `STALE_SCRAPES` scrapes already.
+    fn keeps_previous_values(&mut self, counter: Option<u64>) -> bool {
+        if !self.consistent {
+            return false;
+        }
+        if counter != self.counter {
+            if self.stale_scrapes == STALE_SCRAPES {
+                return false;
+            }
+            self.stale_scrapes += 1;
+            self.counter = counter;
+        }
+        true
+    }
+}
+
+/// Whether a sequence counter read before and after some reads shows no update during them.
+fn held_still(before: Option<u64>, after: Option<u64>) -> bool {
+    before.is_some_and(|b| b.is_multiple_of(2)) && before == after
+}
+
+/// Reads a child's bytes (into `bytes`) between two reads of its counter until it holds
+/// still (its counter then), for `CHILD_PATIENCE` at most.
+fn read_child_again(
+    file: &File,
+    child: &ChildEntries,
+    sequence: usize,
+    bytes: &mut Vec<u8>,
+) -> io::Result<Option<u64>> {
+    let len = child.end - child.start;
+    let patience = match child.counter {
+        None => FIRST_READ_PATIENCE,
+        Some(_) => CHILD_PATIENCE,
+    };
+    let deadline = Instant::now() + patience;
+    for attempt in 0.. {
+        // At once (it most likely just moved), then giving its writer the processor.
+        match attempt {
+            0 => {}
+            1..=4 => std::thread::yield_now(),
+            _ => std::thread::sleep(Duration::from_micros(50)),
+        }
+        let before = read_counter(file, sequence)?;
+        fence(Ordering::SeqCst);
+        bytes.clear();
+        read_at_most(file, child.start, len, bytes)?;
+        fence(Ordering::SeqCst);
+        if bytes.len() == len && held_still(before, read_counter(file, sequence)?) {
+            return Ok(before);
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    Ok(None)
+}
+
+fn read_counter(file: &File, at: usize) -> io::Result<Option<u64>> {
+    let mut word = Vec::with_capacity(8);
+    read_at_most(file, at, 8, &mut word)?;
+    Ok(read_u64(&word, 0))
+}
+
+/// Values and timestamps of `entries` (all, or those listed) from `bytes`, the file's bytes
+/// from offset `base`.
+fn set_values(
+    entries: &mut [CachedEntry],
+    bytes: &[u8],
+    only: Option<(&[usize], usize)>,
+) -> Result<(), FileError> {
+    let set = |entry: &mut CachedEntry, base: usize| -> Result<(), FileError> {
+        let at = entry.value_offset.checked_sub(base);
+        (entry.value, entry.timestamp) = at
+            .and_then(|at| read_value(bytes, at))
+            .ok_or_else(|| FileError::new("Entry out of range."))?;
+        Ok(())
+    };
+    match only {
+        None => entries.iter_mut().try_for_each(|e| set(e, 0)),
+        Some((indices, base)) => indices.iter().try_for_each(|&i| set(&mut entries[i], base)),
+    }
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }
 
 fn cached_entry(
@@ -692,6 +966,94 @@ for key, value, ts, pos in MmapedDict.read_all_values_from_file(path):
         assert_eq!(cache.keys.len(), 3);
         cache.retain(&[]);
         assert!(cache.keys.is_empty());
+    }
+
+    /// A histogram file with one child: `_sum` (its timestamp is the sequence counter), then
+    /// the `1.0` and `+Inf` buckets.
+    fn histogram_file(counter: u64, sum: f64, buckets: [f64; 2]) -> Vec<u8> {
+        use crate::core::multiprocess::key::mmap_key;
+        let sum_key = mmap_key("m", "m_sum", &[("z", "1")], "h");
+        let (one, inf) = (key("m_bucket", "1.0"), key("m_bucket", "+Inf"));
+        let entries = [
+            (sum_key.as_str(), sum, f64::from_bits(counter)),
+            (one.as_str(), buckets[0], 0.0),
+            (inf.as_str(), buckets[1], 0.0),
+        ];
+        encode_file(&entries, 4096)
+    }
+
+    fn values(cache: &FileCache, path: &Path) -> Vec<f64> {
+        cached(cache, path).into_iter().map(|(_, v, _)| v).collect()
+    }
+
+    #[test]
+    fn a_child_caught_mid_update_keeps_its_values_of_one_moment() {
+        let dir = std::env::temp_dir().join(format!("fastprom-snapshot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = TempFile(dir.join("histogram_1.db"));
+        let mut cache = FileCache::new();
+        file.overwrite(&histogram_file(2, 0.5, [2.0, 0.0]));
+        cache.refresh(&file.0).unwrap();
+        assert_eq!(values(&cache, &file.0), [0.5, 2.0, 0.0]);
+        // The writer stopped mid-update (odd counter, a bucket counted, the sum not yet): the
+        // values of the previous scrape, for as long as it stays stopped.
+        file.overwrite(&histogram_file(3, 0.5, [2.0, 1.0]));
+        for _ in 0..=STALE_SCRAPES + 1 {
+            cache.refresh(&file.0).unwrap();
+            assert_eq!(values(&cache, &file.0), [0.5, 2.0, 0.0]);
+        }
+        // A fresh reader has no earlier values: it takes what it read.
+        let mut fresh = FileCache::new();
+        fresh.refresh(&file.0).unwrap();
+        assert_eq!(values(&fresh, &file.0), [0.5, 2.0, 1.0]);
+        // Done (even counter): the new values.
+        file.overwrite(&histogram_file(4, 3.0, [2.0, 1.0]));
+        cache.refresh(&file.0).unwrap();
+        assert_eq!(values(&cache, &file.0), [0.5 + 2.5, 2.0, 1.0]);
+        // A writer that keeps moving its counter without ever holding still for a read: the
+        // earlier values for `STALE_SCRAPES` scrapes, then the last read.
+        for counter in 0..STALE_SCRAPES {
+            let odd = 5 + 2 * u64::from(counter);
+            file.overwrite(&histogram_file(odd, 3.0, [3.0, 1.0]));
+            cache.refresh(&file.0).unwrap();
+            assert_eq!(values(&cache, &file.0), [3.0, 2.0, 1.0]);
+        }
+        file.overwrite(&histogram_file(99, 3.0, [3.0, 1.0]));
+        cache.refresh(&file.0).unwrap();
+        assert_eq!(values(&cache, &file.0), [3.0, 3.0, 1.0]);
+        drop(file);
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    #[test]
+    fn children_are_grouped_by_their_labels() {
+        use crate::core::multiprocess::key::mmap_key;
+        let dir = std::env::temp_dir().join(format!("fastprom-groups-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut keys = Vec::new();
+        for le in ["a", "b"] {
+            for sample in ["s_count", "s_sum"] {
+                keys.push(mmap_key("s", sample, &[("le", le)], "h"));
+            }
+        }
+        let entries: Vec<(&str, f64, f64)> = keys.iter().map(|k| (k.as_str(), 1.0, 0.0)).collect();
+        let bytes = encode_file(&entries, 4096);
+        let file = TempFile(dir.join("summary_1.db"));
+        file.overwrite(&bytes);
+        let mut cache = FileCache::new();
+        cache.refresh(&file.0).unwrap();
+        // A summary's `le` is a label like any other: two children, each with its counter.
+        let children = cache.files[&file.0].children.as_ref().unwrap();
+        let groups: Vec<(&[usize], Option<usize>)> = (children.list.iter())
+            .map(|c| (c.entries.as_slice(), c.sequence))
+            .collect();
+        let counter = |i: usize| Some(read_entries(&bytes).unwrap()[i].value_offset + 8);
+        assert_eq!(
+            groups,
+            [(&[0, 1][..], counter(1)), (&[2, 3][..], counter(3))]
+        );
+        drop(file);
+        let _ = std::fs::remove_dir(&dir);
     }
 
     #[test]
