@@ -78,9 +78,25 @@ impl MappedObservations {
 
     fn observe_in(&self, bucket: Option<usize>, v: f64) {
         self.update(|| self.add_observation(bucket, v));
-        // Outside the update: the sketch is in another file, which the counter does not cover.
+        self.add_to_sketch(&[v]);
+    }
+
+    fn observe_many<T: Copy + Into<f64>>(&self, values: &[T]) {
+        self.update(|| {
+            for v in values {
+                let v = (*v).into();
+                self.add_observation(bucket_index(&self.bounds, v), v);
+            }
+        });
+        self.add_to_sketch(values);
+    }
+
+    /// Outside `update`: the sketch is in another file, which the sequence counter does not
+    /// cover, and readers of the `.db` file need not wait for it.
+    fn add_to_sketch<T: Copy + Into<f64>>(&self, values: &[T]) {
         if let Some(sketch) = &self.sketch {
-            sketch.observe(v, wall_clock());
+            let now = wall_clock();
+            values.iter().for_each(|v| sketch.observe((*v).into(), now));
         }
     }
 
@@ -268,12 +284,7 @@ impl Observations {
     pub fn observe_many<T: Copy + Into<f64>>(&self, values: &[T]) {
         match self {
             Observations::Local(h) => h.observe_many(values),
-            Observations::Mapped(m) => m.update(|| {
-                for v in values {
-                    let v = (*v).into();
-                    m.add_observation(bucket_index(&m.bounds, v), v);
-                }
-            }),
+            Observations::Mapped(m) => m.observe_many(values),
             Observations::WithQuantiles(inner, q) => {
                 inner.observe_many(values);
                 let now = clock();
