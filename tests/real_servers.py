@@ -308,6 +308,29 @@ def prometheus_server(workdir, jobs, flags=()):
         prom.stop()
 
 
+def check_native_histogram_queries(workdir, target, series, bucket, count, total, at_most_half):
+    """Scrapes `target` (job `native`) with a Prometheus that has native histograms on, which
+    must answer histogram_count/sum/quantile/fraction on `series` (values uniform on [0, 1):
+    `count` of them summing to `total`), then with one that has them off, whose classic
+    `bucket` query (le="0.5") must give `at_most_half`."""
+    (workdir / 'native').mkdir()
+    (workdir / 'classic').mkdir()
+    with prometheus_server(workdir / 'native', target,
+                           flags=['--enable-feature=native-histograms']) as prom:
+        prom.wait_for('up{job="native"} == 1')
+        prom.wait_for(f'histogram_count({series})')
+        assert prom.query_value(f'histogram_count({series})') == count
+        assert abs(prom.query_value(f'histogram_sum({series})') - total) <= 1e-6 * max(1.0, total)
+        p95 = prom.query_value(f'histogram_quantile(0.95, {series})')
+        assert abs(p95 - 0.95) < 0.03, p95
+        half = prom.query_value(f'histogram_fraction(0, 0.5, {series})')
+        assert abs(half - 0.5) < 0.03, half
+    with prometheus_server(workdir / 'classic', target) as prom:
+        prom.wait_for('up{job="native"} == 1')
+        prom.wait_for(bucket)
+        assert prom.query_value(bucket) == at_most_half
+
+
 def prometheus_histogram_quantile(q, buckets):
     """Prometheus 2.42 ``bucketQuantile`` (promql/quantile.go) for classic buckets.
 

@@ -298,24 +298,10 @@ def test_real_prometheus_queries_a_gunicorn_app_with_two_workers(tmp_path):
         assert len(pids) == 2, f'one worker served everything: {pids}'
         assert {f'histogram_native_{pid}.fpn' for pid in pids} <= set(os.listdir(mpdir))
         target = {'native': (f'127.0.0.1:{port}', '/metrics')}
-        (tmp_path / 'native').mkdir()
-        (tmp_path / 'classic').mkdir()
-        with rs.prometheus_server(tmp_path / 'native', target,
-                                  flags=['--enable-feature=native-histograms']) as prom:
-            prom.wait_for('up{job="native"} == 1')
-            series = 'work_seconds{job="native"}'
-            prom.wait_for(f'histogram_count({series})')
-            assert prom.query_value(f'histogram_count({series})') == REQUESTS * 100
-            assert abs(prom.query_value(f'histogram_sum({series})') - REQUESTS * 50) < 1e-6
-            p95 = prom.query_value(f'histogram_quantile(0.95, {series})')
-            assert abs(p95 - 0.95) < 0.03, p95
-            half = prom.query_value(f'histogram_fraction(0, 0.5, {series})')
-            assert abs(half - 0.5) < 0.03, half
-        with rs.prometheus_server(tmp_path / 'classic', target) as prom:
-            prom.wait_for('up{job="native"} == 1')
-            bucket = 'work_seconds_bucket{job="native",le="0.5"}'
-            prom.wait_for(bucket)
-            assert prom.query_value(bucket) == REQUESTS * 100 / 2
+        rs.check_native_histogram_queries(
+            tmp_path, target, series='work_seconds{job="native"}',
+            bucket='work_seconds_bucket{job="native",le="0.5"}',
+            count=REQUESTS * 100, total=REQUESTS * 50, at_most_half=REQUESTS * 100 / 2)
     finally:
         server.stop()
 

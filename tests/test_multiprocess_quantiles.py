@@ -17,6 +17,8 @@ import fastprom
 from fastprom import multiprocess
 from fastprom.openmetrics import exposition as fp_openmetrics
 
+from test_summary_quantiles import _replayed_in_the_reference
+
 # Executed by the writers and by the test, so both draw the same values.
 VALUES = textwrap.dedent('''
     import random
@@ -114,21 +116,6 @@ def test_reference_collector_reads_the_directory_and_sees_count_and_sum(tmp_path
         # And again with the dead processes' files folded into the archives.
         multiprocess.mark_process_dead(pids[0], str(tmp_path))
         multiprocess.compact(str(tmp_path))
-
-
-def _replayed_in_the_reference(fp_registry):
-    """A prometheus_client registry yielding our collected families, for its writers."""
-    class Replay(prometheus_client.registry.Collector):
-        def collect(self):
-            for family in fp_registry.collect():
-                metric = prometheus_client.Metric(family.name, family.documentation, family.type)
-                for s in family.samples:
-                    metric.add_sample(s.name, s.labels, s.value, s.timestamp, s.exemplar)
-                yield metric
-
-    registry = prometheus_client.CollectorRegistry()
-    registry.register(Replay())
-    return registry
 
 
 def test_quantile_samples_come_before_count_and_sum_in_text_and_openmetrics(tmp_path):

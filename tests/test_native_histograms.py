@@ -97,25 +97,11 @@ def test_real_prometheus_ingests_native_histograms(tmp_path):
     h.labels('get').observe_many(values)
     server, thread = fastprom.start_http_server(0, addr=rs.LOOPBACK, registry=registry)
     target = {'native': (f'{rs.LOOPBACK}:{server.server_port}', '/metrics')}
-    (tmp_path / 'native').mkdir()
-    (tmp_path / 'classic').mkdir()
     try:
-        with rs.prometheus_server(tmp_path / 'native', target,
-                                  flags=['--enable-feature=native-histograms']) as prom:
-            prom.wait_for('up{job="native"} == 1')
-            series = 'rpc_seconds{job="native",method="get"}'
-            prom.wait_for(f'histogram_count({series})')
-            assert prom.query_value(f'histogram_count({series})') == 20_000
-            assert abs(prom.query_value(f'histogram_sum({series})') - sum(values)) < 1e-6 * sum(values)
-            p95 = prom.query_value(f'histogram_quantile(0.95, {series})')
-            assert abs(p95 - 0.95) < 0.03, p95
-            half = prom.query_value(f'histogram_fraction(0, 0.5, {series})')
-            assert abs(half - 0.5) < 0.03, half
-        with rs.prometheus_server(tmp_path / 'classic', target) as prom:
-            prom.wait_for('up{job="native"} == 1')
-            bucket = 'rpc_seconds_bucket{job="native",method="get",le="0.5"}'
-            prom.wait_for(bucket)
-            assert prom.query_value(bucket) == sum(1 for v in values if v <= 0.5)
+        rs.check_native_histogram_queries(
+            tmp_path, target, series='rpc_seconds{job="native",method="get"}',
+            bucket='rpc_seconds_bucket{job="native",method="get",le="0.5"}',
+            count=20_000, total=sum(values), at_most_half=sum(1 for v in values if v <= 0.5))
     finally:
         server.shutdown()
         server.server_close()

@@ -248,12 +248,18 @@ impl QuantileSpec {
 /// costs a fraction of the precise one on every observation.
 #[cfg(target_os = "linux")]
 pub fn clock() -> f64 {
+    coarse_seconds(libc::CLOCK_MONOTONIC_COARSE)
+}
+
+/// Seconds on one of Linux's coarse clocks (`CLOCK_MONOTONIC_COARSE`, `CLOCK_REALTIME_COARSE`).
+#[cfg(target_os = "linux")]
+pub fn coarse_seconds(clock: libc::clockid_t) -> f64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `now` is a valid timespec to write; CLOCK_MONOTONIC_COARSE exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+    // SAFETY: `now` is a valid timespec to write; the coarse clocks exist on Linux.
+    unsafe { libc::clock_gettime(clock, &mut now) };
     now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
 }
 

@@ -256,13 +256,7 @@ fn parse_objectives(text: &str) -> Option<Vec<(f64, f64)>> {
 /// On Linux the coarse clock (a few milliseconds' resolution) is a fraction of the cost.
 #[cfg(target_os = "linux")]
 pub fn wall_clock() -> f64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec to write; CLOCK_REALTIME_COARSE exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) };
-    now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
+    crate::core::quantiles::coarse_seconds(libc::CLOCK_REALTIME_COARSE)
 }
 
 #[cfg(not(target_os = "linux"))]
