@@ -20,8 +20,8 @@ use indexmap::IndexMap;
 use super::file::read_entries;
 use super::mapped::encode_file;
 use super::native;
-use super::sketch::wall_clock;
-use super::sketch_merge::{fold_into_archive as fold_sketches, is_sketch_file};
+use super::sketch::{self, wall_clock};
+use super::sketch_merge::fold_into_archive as fold_sketches;
 
 pub const LOCK_FILE: &str = ".fastprom.lock";
 const ARCHIVE: &str = "archive";
@@ -120,29 +120,24 @@ fn fold_of(prefix: &str) -> Option<Fold> {
 }
 
 /// `counter_123.db` → (`counter`, 123); `gauge_livesum_123.db` → (`gauge_livesum`, 123);
-/// a native histogram side file `histogram_native_123.fpn` → (`histogram_native`, 123).
+/// the side files `histogram_native_123.fpn` and `summary_sketch_123.fps` →
+/// (`histogram_native`, 123) and (`summary_sketch`, 123).
 fn split_name(name: &str) -> Option<(&str, u32)> {
     let (stem, extension) = name.rsplit_once('.')?;
     let (prefix, pid) = stem.rsplit_once('_')?;
-    let side_file = prefix == native::FILE_PREFIX;
-    if extension != extension_of(prefix) || (extension == native::EXTENSION) != side_file {
+    if extension != extension_of(prefix) {
         return None;
     }
     Some((prefix, pid.parse().ok()?))
 }
 
-/// The files of a kind: the reference's `.db`, or fastprom's native side files.
+/// The files of a kind: the reference's `.db`, or one of fastprom's side files.
 fn extension_of(prefix: &str) -> &'static str {
     match prefix {
         native::FILE_PREFIX => native::EXTENSION,
+        sketch::FILE_PREFIX => sketch::FILE_EXTENSION,
         _ => "db",
     }
-}
-
-/// `summary_sketch_123.fps` → 123.
-fn sketch_pid(name: &str) -> Option<u32> {
-    let stem = name.strip_suffix(".fps")?;
-    stem.rsplit_once('_')?.1.parse().ok()
 }
 
 fn is_dead(pid: u32, dead: Option<&[u32]>) -> bool {
@@ -183,19 +178,15 @@ pub fn compact(directory: &Path, dead: Option<&[u32]>) -> io::Result<usize> {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if is_sketch_file(&path) {
-            if sketch_pid(name).is_some_and(|pid| is_dead(pid, dead)) {
-                dead_sketches.push(path);
-            }
-            continue;
-        }
         let Some((prefix, pid)) = split_name(name) else {
             continue;
         };
         if !is_dead(pid, dead) {
             continue;
         }
-        if prefix.starts_with("gauge_live") {
+        if prefix == sketch::FILE_PREFIX {
+            dead_sketches.push(path);
+        } else if prefix.starts_with("gauge_live") {
             removed += remove_if_present(&path)?;
         } else if fold_of(prefix).is_some() {
             to_fold.entry(prefix.to_string()).or_default().push(path);
