@@ -8,6 +8,7 @@ pub mod fork;
 pub mod format;
 pub mod hotcold;
 pub mod http;
+pub mod labels;
 pub mod model;
 pub mod multiprocess;
 pub mod native_histogram;
