@@ -1,28 +1,29 @@
 //! Metric families and their children (one child per label-value set).
 
-use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use indexmap::IndexSet;
+use indexmap::{Equivalent, IndexSet};
+use once_cell::race::OnceBox;
 
 use super::cell::{add_f64, load_f64, store_f64};
 use super::counter::CounterCells;
 use super::format::float_to_go_string;
+use super::labels::{hash_values, LabelValues};
 use super::model::{Exemplar, FamilySource, MetricType, NativeHistogramVisitor, Sample};
 use super::multiprocess::mapped::{self, MappedSpec, Slots};
 use super::multiprocess::sketch::MappedSketch;
-use super::native_histogram::{NativeConfig, SparseHistogram};
-use super::observations::{MappedObservations, Observations};
+use super::native_histogram::NativeConfig;
+use super::observations::{MappedObservations, ObservationCells, Observations, ObservationsPlan};
 use super::quantiles::{clock, QuantileSpec};
 
 /// The value cells of one child.
 pub enum ChildValue {
     Counter(CounterCells),
     Gauge(AtomicU64),
-    Summary(Box<Observations>),
-    Histogram(Box<Observations>),
+    Summary(ObservationCells),
+    Histogram(ObservationCells),
     /// Multiprocess mode: a slot in this process's `counter` file.
     MappedCounter(Arc<Slots>),
     /// Multiprocess mode: a slot (and its timestamp) in this process's `gauge_{mode}` file.
@@ -30,19 +31,29 @@ pub enum ChildValue {
 }
 
 /// One time series set: a labelled child, or the single child of an unlabelled metric.
+/// Small on purpose (a family may hold millions): label values in one allocation, the value
+/// cells inline (a histogram's or summary's made at its first observation), and what few
+/// children use in a box made on first use.
 pub struct Child {
     /// Label values in label-name order (empty for an unlabelled metric).
-    pub label_values: Box<[String]>,
+    labels: LabelValues,
     pub value: ChildValue,
     created: AtomicU64,
-    /// Exemplars per bucket (slot 0 for a counter); empty until one is set.
-    /// Exemplars per bucket (slot 0 for a counter), allocated at the first one.
-    exemplars: OnceLock<Box<Mutex<Vec<Option<Exemplar>>>>>,
+    rare: OnceBox<Rare>,
+}
+
+/// The parts of a child that most children never use.
+#[derive(Default)]
+struct Rare {
+    /// Exemplars per bucket (slot 0 for a counter).
+    exemplars: Mutex<Vec<Option<Exemplar>>>,
     /// A Python callback supplies this child's samples (`Gauge.set_function`).
     python_samples: AtomicBool,
-    /// The flag of the family this child belongs to, which it raises too.
-    family_python_samples: OnceLock<Arc<AtomicBool>>,
 }
+
+/// Counts children whose samples moved to Python, so a family knows when to look for one
+/// among its children (a child does not know its family).
+static PYTHON_SAMPLE_MARKS: AtomicU64 = AtomicU64::new(0);
 
 /// What `Child::visit` reports for each sample, before family labels are added.
 pub struct ChildSample<'a> {
@@ -54,7 +65,7 @@ pub struct ChildSample<'a> {
 }
 
 impl Child {
-    pub fn counter(labels: Vec<String>, created: f64) -> Child {
+    pub fn counter<S: AsRef<str>>(labels: &[S], created: f64) -> Child {
         Child::new(
             labels,
             ChildValue::Counter(CounterCells::default()),
@@ -62,68 +73,47 @@ impl Child {
         )
     }
 
-    pub fn gauge(labels: Vec<String>) -> Child {
+    pub fn gauge<S: AsRef<str>>(labels: &[S]) -> Child {
         Child::new(labels, ChildValue::Gauge(AtomicU64::new(0)), 0.0)
     }
 
-    pub fn summary(labels: Vec<String>, created: f64) -> Child {
-        Child::new(
-            labels,
-            ChildValue::Summary(Box::new(Observations::local(&[]))),
-            created,
-        )
-    }
-
-    /// A histogram child that also keeps native buckets.
-    pub fn histogram_with_native(
-        labels: Vec<String>,
+    /// A summary child; it estimates quantiles if `plan` has objectives.
+    pub fn summary<S: AsRef<str>>(
+        labels: &[S],
         created: f64,
-        bounds: &[f64],
-        native: NativeConfig,
+        plan: &Arc<ObservationsPlan>,
     ) -> Child {
-        let observations = Observations::WithNative(
-            Box::new(Observations::local(bounds)),
-            Box::new(SparseHistogram::new(native)),
-        );
-        Child::new(
-            labels,
-            ChildValue::Histogram(Box::new(observations)),
-            created,
-        )
+        let cells = ObservationCells::new(plan.clone());
+        Child::new(labels, ChildValue::Summary(cells), created)
     }
 
-    /// A summary child that also estimates the quantiles of `spec`.
-    pub fn summary_with_quantiles(labels: Vec<String>, created: f64, spec: &QuantileSpec) -> Child {
-        let observations =
-            Observations::WithQuantiles(Box::new(Observations::local(&[])), Box::new(spec.start()));
-        Child::new(labels, ChildValue::Summary(Box::new(observations)), created)
-    }
-
-    pub fn histogram(labels: Vec<String>, created: f64, bounds: &[f64]) -> Child {
-        Child::new(
-            labels,
-            ChildValue::Histogram(Box::new(Observations::local(bounds))),
-            created,
-        )
+    /// A histogram child; it keeps native buckets too if `plan` has them.
+    pub fn histogram<S: AsRef<str>>(
+        labels: &[S],
+        created: f64,
+        plan: &Arc<ObservationsPlan>,
+    ) -> Child {
+        let cells = ObservationCells::new(plan.clone());
+        Child::new(labels, ChildValue::Histogram(cells), created)
     }
 
     /// A child whose cells are slots of this process's multiprocess file; a histogram's native
-    /// buckets (if `native`) go to this process's side file, and a summary with `quantiles`
-    /// keeps a sketch of its observations in a side file too.
+    /// buckets (if `plan` has them) go to this process's side file, and a summary with
+    /// quantiles keeps a sketch of its observations in a side file too.
     pub fn mapped(
         spec: &MappedSpec,
         labelnames: &[String],
-        labels: Vec<String>,
-        bounds: &[f64],
-        native: Option<&NativeConfig>,
-        quantiles: Option<&QuantileSpec>,
+        labels: &[String],
+        plan: &Arc<ObservationsPlan>,
         created: f64,
     ) -> std::io::Result<Child> {
-        let slots = spec.series_slots(labelnames, &labels, bounds)?;
+        let bounds = plan.bounds();
+        let slots = spec.series_slots(labelnames, labels, bounds)?;
+        let made = |cells| ObservationCells::with(cells, plan.clone());
         let observations = |slots, bounds: &[f64]| {
             Box::new(Observations::Mapped(MappedObservations::new(slots, bounds)))
         };
-        let value = match (spec.metric_type, native, quantiles) {
+        let value = match (spec.metric_type, plan.native(), plan.quantiles()) {
             (MetricType::Counter, ..) => ChildValue::MappedCounter(slots),
             (MetricType::Gauge, ..) => ChildValue::MappedGauge(slots),
             (MetricType::Summary, _, Some(quantiles)) => {
@@ -136,37 +126,44 @@ impl Child {
                 let sketch = MappedSketch::for_series(
                     spec,
                     labelnames,
-                    &labels,
+                    labels,
                     objectives,
                     max_age,
                     age_buckets,
                 )?;
                 let cells = MappedObservations::with_sketch(slots, sketch);
-                ChildValue::Summary(Box::new(Observations::Mapped(cells)))
+                ChildValue::Summary(made(Observations::Mapped(cells)))
             }
-            (MetricType::Summary, _, None) => ChildValue::Summary(observations(slots, &[])),
+            (MetricType::Summary, _, None) => ChildValue::Summary(made(*observations(slots, &[]))),
             (_, Some(config), _) => {
-                let native = spec.native_slots(labelnames, &labels, *config)?;
-                ChildValue::Histogram(Box::new(Observations::WithMappedNative(
+                let native = spec.native_slots(labelnames, labels, *config)?;
+                ChildValue::Histogram(made(Observations::WithMappedNative(
                     observations(slots, bounds),
                     Box::new(native),
                 )))
             }
-            (_, None, _) => ChildValue::Histogram(observations(slots, bounds)),
+            (_, None, _) => ChildValue::Histogram(made(*observations(slots, bounds))),
         };
         Ok(Child::new(labels, value, created))
     }
 
     /// A child with the given cells.
-    pub fn new(labels: Vec<String>, value: ChildValue, created: f64) -> Child {
+    pub fn new<S: AsRef<str>>(labels: &[S], value: ChildValue, created: f64) -> Child {
         Child {
-            label_values: labels.into_boxed_slice(),
+            labels: LabelValues::new(labels),
             value,
             created: AtomicU64::new(created.to_bits()),
-            exemplars: OnceLock::new(),
-            python_samples: AtomicBool::new(false),
-            family_python_samples: OnceLock::new(),
+            rare: OnceBox::new(),
         }
+    }
+
+    /// The label values, in label-name order.
+    pub fn label_values(&self) -> &LabelValues {
+        &self.labels
+    }
+
+    fn rare(&self) -> &Rare {
+        self.rare.get_or_init(Box::default)
     }
 
     pub fn created(&self) -> f64 {
@@ -178,24 +175,13 @@ impl Child {
     }
 
     pub fn set_python_samples(&self) {
-        self.python_samples.store(true, Ordering::Release);
-        if let Some(flag) = self.family_python_samples.get() {
-            flag.store(true, Ordering::Release);
-        }
-    }
-
-    /// Joins a family: from now on a Python sample source here marks the family too.
-    fn join(&self, family_flag: &Arc<AtomicBool>) {
-        let flag = self
-            .family_python_samples
-            .get_or_init(|| family_flag.clone());
-        if self.has_python_samples() {
-            flag.store(true, Ordering::Release);
-        }
+        self.rare().python_samples.store(true, Ordering::Release);
+        PYTHON_SAMPLE_MARKS.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn has_python_samples(&self) -> bool {
-        self.python_samples.load(Ordering::Acquire)
+        let rare = self.rare.get();
+        rare.is_some_and(|r| r.python_samples.load(Ordering::Acquire))
     }
 
     /// A counter's whole increments take the integer slot; others go to the float slot.
@@ -293,8 +279,11 @@ impl Child {
         if self.is_mapped() {
             return;
         }
-        let all = self.exemplars.get_or_init(Box::default);
-        let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = self
+            .rare()
+            .exemplars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if all.len() <= slot {
             all.resize(slot + 1, None);
         }
@@ -306,7 +295,7 @@ impl Child {
     }
 
     fn lock_exemplars(&self) -> Option<MutexGuard<'_, Vec<Option<Exemplar>>>> {
-        let all = self.exemplars.get()?;
+        let all = &self.rare.get()?.exemplars;
         Some(all.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -404,21 +393,31 @@ struct Keyed(Arc<Child>);
 
 impl Hash for Keyed {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.label_values.hash(state)
+        self.0.labels.hash(state)
     }
 }
 
 impl PartialEq for Keyed {
     fn eq(&self, other: &Keyed) -> bool {
-        self.0.label_values == other.0.label_values
+        self.0.labels == other.0.labels
     }
 }
 
 impl Eq for Keyed {}
 
-impl Borrow<[String]> for Keyed {
-    fn borrow(&self) -> &[String] {
-        &self.0.label_values
+/// Label values to find a child by, borrowed (`&[&str]`, `&[String]`): it hashes as the
+/// child's `LabelValues` do (both use `labels::hash_values`).
+struct ValuesKey<'a, S>(&'a [S]);
+
+impl<S: AsRef<str>> Hash for ValuesKey<'_, S> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_values(self.0.len(), self.0.iter().map(AsRef::as_ref), state)
+    }
+}
+
+impl<S: AsRef<str>> Equivalent<Keyed> for ValuesKey<'_, S> {
+    fn equivalent(&self, key: &Keyed) -> bool {
+        key.0.labels.equals(self.0)
     }
 }
 
@@ -433,19 +432,18 @@ pub struct Family {
     /// sample's bucket (`le`, or a summary's `quantile`) falls among them.
     sorted_labels: Vec<usize>,
     le_position: usize,
-    /// A histogram's bucket upper bounds, and their `le` label values.
-    bounds: Vec<f64>,
     /// The `le` values of a histogram's buckets, or the `quantile` values of a summary's
     /// objectives: the label of a `ChildSample`'s `bucket`.
     le_values: Vec<String>,
     bucket_label: &'static str,
-    /// A summary's objectives and window, for the children it makes.
-    quantiles: Option<QuantileSpec>,
-    /// A histogram's native bucket settings, for the children it makes.
-    native: Option<NativeConfig>,
+    /// What a histogram's or summary's children are made of: bucket bounds, native bucket
+    /// settings, quantile objectives.
+    plan: Arc<ObservationsPlan>,
     children: Mutex<IndexSet<Keyed>>,
     /// Some child's samples come from Python (it stays set after that child is removed).
-    python_samples: Arc<AtomicBool>,
+    python_samples: AtomicBool,
+    /// The `PYTHON_SAMPLE_MARKS` count when the children were last looked through.
+    marks_seen: AtomicU64,
 }
 
 impl Family {
@@ -474,13 +472,12 @@ impl Family {
             labelnames,
             sorted_labels,
             le_position,
-            bounds: bounds.to_vec(),
+            plan: Arc::new(ObservationsPlan::new(bounds, None, None)),
             le_values: bounds.iter().map(|b| float_to_go_string(*b)).collect(),
             bucket_label: "le",
-            quantiles: None,
-            native: None,
             children: Mutex::new(IndexSet::new()),
-            python_samples: Arc::new(AtomicBool::new(false)),
+            python_samples: AtomicBool::new(false),
+            marks_seen: AtomicU64::new(0),
         }
     }
 
@@ -493,22 +490,37 @@ impl Family {
             .map(|o| float_to_go_string(o.quantile))
             .collect();
         self.bucket_label = "quantile";
-        self.quantiles = Some(spec);
+        let plan = &self.plan;
+        self.plan = Arc::new(ObservationsPlan::new(
+            plan.bounds(),
+            plan.native().copied(),
+            Some(spec),
+        ));
         self
     }
 
     pub fn quantiles(&self) -> Option<&QuantileSpec> {
-        self.quantiles.as_ref()
+        self.plan.quantiles()
     }
 
     /// A histogram family whose children keep native buckets too.
     pub fn with_native(mut self, config: NativeConfig) -> Family {
-        self.native = Some(config);
+        let plan = &self.plan;
+        self.plan = Arc::new(ObservationsPlan::new(
+            plan.bounds(),
+            Some(config),
+            plan.quantiles().cloned(),
+        ));
         self
     }
 
     pub fn native(&self) -> Option<&NativeConfig> {
-        self.native.as_ref()
+        self.plan.native()
+    }
+
+    /// What this family's histogram or summary children are made of.
+    pub fn observations_plan(&self) -> &Arc<ObservationsPlan> {
+        &self.plan
     }
 
     fn lock_children(&self) -> MutexGuard<'_, IndexSet<Keyed>> {
@@ -517,22 +529,48 @@ impl Family {
 
     /// Adds a child; a child already present under the same label values stays.
     pub fn insert(&self, child: Arc<Child>) {
-        child.join(&self.python_samples);
+        self.note_python_samples(&child);
         self.lock_children().insert(Keyed(child));
     }
 
     /// Whether some child's samples come from Python, so only Python can collect this family.
     pub fn bounds(&self) -> &[f64] {
-        &self.bounds
+        self.plan.bounds()
     }
 
     pub fn needs_python(&self) -> bool {
-        self.python_samples.load(Ordering::Acquire)
+        if self.python_samples.load(Ordering::Acquire) {
+            return true;
+        }
+        // Some child somewhere moved to Python since the last look: is it one of ours?
+        let marks = PYTHON_SAMPLE_MARKS.load(Ordering::Acquire);
+        if self.marks_seen.load(Ordering::Acquire) == marks {
+            return false;
+        }
+        let found = self
+            .lock_children()
+            .iter()
+            .any(|k| k.0.has_python_samples());
+        if found {
+            self.python_samples.store(true, Ordering::Release);
+        }
+        // A mark made meanwhile leaves `marks_seen` behind it, so the next call looks again.
+        self.marks_seen.store(marks, Ordering::Release);
+        found
     }
 
-    /// Removes a child; returns it.
-    pub fn remove(&self, values: &[String]) -> Option<Arc<Child>> {
-        self.lock_children().shift_take(values).map(|k| k.0)
+    /// A child that joins already moved to Python: no new mark will tell us.
+    fn note_python_samples(&self, child: &Child) {
+        if child.has_python_samples() {
+            self.python_samples.store(true, Ordering::Release);
+        }
+    }
+
+    /// Removes the child with these label values; returns it.
+    pub fn remove<S: AsRef<str>>(&self, values: &[S]) -> Option<Arc<Child>> {
+        self.lock_children()
+            .shift_take(&ValuesKey(values))
+            .map(|k| k.0)
     }
 
     /// Removes every child; returns them.
@@ -553,7 +591,7 @@ impl Family {
         let mut set = self.lock_children();
         set.clear();
         for child in children {
-            child.join(&self.python_samples);
+            self.note_python_samples(&child);
             set.insert(Keyed(child));
         }
     }
@@ -582,10 +620,9 @@ impl Family {
             return Vec::new();
         };
         if !self.has_repeated_labels() {
-            let key: Vec<String> = wanted.iter().map(|v| v.to_string()).collect();
             return self
                 .lock_children()
-                .get(&key[..])
+                .get(&ValuesKey(&wanted))
                 .map(|k| vec![k.0.clone()])
                 .unwrap_or_default();
         }
@@ -593,7 +630,7 @@ impl Family {
         let matches = |c: &Child| {
             self.sorted_labels
                 .iter()
-                .all(|i| c.label_values.get(*i).map(String::as_str) == Some(wanted[*i]))
+                .all(|i| c.labels.get(*i) == Some(wanted[*i]))
         };
         self.lock_children()
             .iter()
@@ -644,7 +681,8 @@ impl FamilySource for FamilyView {
             let Some(native) = h.native() else {
                 continue;
             };
-            let value = |i: usize| child.label_values.get(i).map_or("", String::as_str);
+            let values: Vec<&str> = child.labels.iter().collect();
+            let value = |i: usize| values.get(i).copied().unwrap_or("");
             let labels: Vec<(&str, &str)> = family
                 .sorted_labels
                 .iter()
@@ -660,9 +698,12 @@ impl FamilySource for FamilyView {
         let family = &*self.family;
         let mut base: Vec<(&str, &str)> = Vec::with_capacity(family.labelnames.len() + 1);
         let mut with_le: Vec<(&str, &str)> = Vec::with_capacity(family.labelnames.len() + 1);
+        let mut values: Vec<&str> = Vec::with_capacity(family.labelnames.len());
         for child in &self.children {
             base.clear();
-            let value = |i: usize| child.label_values.get(i).map_or("", String::as_str);
+            values.clear();
+            values.extend(child.labels.iter());
+            let value = |i: usize| values.get(i).copied().unwrap_or("");
             base.extend(
                 family
                     .sorted_labels
@@ -737,6 +778,7 @@ pub fn find_sample(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::quantiles::Objective;
 
     fn collect(view: &FamilyView) -> Vec<String> {
         let mut out = Vec::new();
@@ -771,11 +813,11 @@ mod tests {
     #[test]
     fn counter_family_renders_children_in_insertion_order() {
         let f = family(MetricType::Counter, &["b", "a"], &[]);
-        let x = Arc::new(Child::counter(strings(&["2", "1"]), 5.0));
+        let x = Arc::new(Child::counter(&["2", "1"], 5.0));
         x.counter_inc_int(2);
         x.counter_inc(0.5);
         f.insert(x);
-        f.insert(Arc::new(Child::counter(strings(&["4", "3"]), 6.0)));
+        f.insert(Arc::new(Child::counter(&["4", "3"], 6.0)));
         assert_eq!(
             collect(&FamilyView::new(f.clone(), true)),
             vec![
@@ -805,11 +847,7 @@ mod tests {
     #[test]
     fn histogram_inserts_le_in_sorted_position() {
         let f = family(MetricType::Histogram, &["z", "a"], &[1.0, f64::INFINITY]);
-        let child = Arc::new(Child::histogram(
-            strings(&["zv", "av"]),
-            1.0,
-            &[1.0, f64::INFINITY],
-        ));
+        let child = Arc::new(Child::histogram(&["zv", "av"], 1.0, f.observations_plan()));
         if let ChildValue::Histogram(h) = &child.value {
             h.observe(0.5);
             h.observe(3.0);
@@ -833,11 +871,134 @@ mod tests {
     #[test]
     fn repeated_label_names_keep_the_last_value() {
         let f = family(MetricType::Gauge, &["l", "l"], &[]);
-        f.insert(Arc::new(Child::gauge(strings(&["a", "b"]))));
+        f.insert(Arc::new(Child::gauge(&["a", "b"])));
         assert_eq!(
             collect(&FamilyView::new(f.clone(), false)),
             vec![r#"m ["l=b"] 0"#]
         );
         assert_eq!(find_sample(&f, false, "m", &[("l", "b")]), Some(0.0));
+    }
+
+    fn cells(child: &Child) -> &ObservationCells {
+        match &child.value {
+            ChildValue::Histogram(h) | ChildValue::Summary(h) => h,
+            _ => panic!("not a histogram or summary"),
+        }
+    }
+
+    fn native_lines(view: &FamilyView) -> Vec<String> {
+        let mut out = Vec::new();
+        view.visit_native_histograms(&mut |labels, snapshot| {
+            out.push(format!("{labels:?} {snapshot:?}"));
+        });
+        out
+    }
+
+    fn observing_families() -> Vec<Arc<Family>> {
+        let bounds = [0.5, 1.0, f64::INFINITY];
+        let objectives = vec![
+            Objective {
+                quantile: 0.5,
+                error: 0.05,
+            },
+            Objective {
+                quantile: 0.9,
+                error: 0.01,
+            },
+        ];
+        let with = |f: Family| Arc::new(f);
+        let plain =
+            |t, b: &[f64]| Family::new("m".into(), "d".into(), "".into(), t, strings(&["l"]), b);
+        vec![
+            with(plain(MetricType::Histogram, &bounds)),
+            with(plain(MetricType::Histogram, &bounds).with_native(NativeConfig::with_schema(3))),
+            with(plain(MetricType::Summary, &[])),
+            with(
+                plain(MetricType::Summary, &[])
+                    .with_quantiles(QuantileSpec::new(objectives, 600.0, 5)),
+            ),
+        ]
+    }
+
+    fn observing_child(f: &Family, value: &str) -> Arc<Child> {
+        let plan = f.observations_plan();
+        Arc::new(match f.metric_type {
+            MetricType::Histogram => Child::histogram(&[value], 2.0, plan),
+            _ => Child::summary(&[value], 2.0, plan),
+        })
+    }
+
+    #[test]
+    fn unobserved_children_hold_no_cells_and_render_as_fresh_ones() {
+        for f in observing_families() {
+            let unobserved = observing_child(&f, "x");
+            let fresh = observing_child(&f, "x");
+            // A change that leaves every value at zero: the cells are made, as they were for
+            // every child before they became lazy.
+            cells(&fresh).add_to_sum(0.0);
+            assert!(cells(&fresh).is_made());
+            let render = |child: &Arc<Child>| {
+                f.replace(vec![child.clone()]);
+                let view = FamilyView::new(f.clone(), true);
+                (collect(&view), native_lines(&view))
+            };
+            let (lines, native) = render(&unobserved);
+            assert_eq!((lines.clone(), native.clone()), render(&fresh));
+            assert!(!lines.is_empty());
+            assert_eq!(native.len(), usize::from(f.native().is_some()));
+            assert_eq!(find_sample(&f, true, "m_created", &[("l", "x")]), Some(2.0));
+            assert!(!cells(&unobserved).is_made(), "rendering makes no cells");
+        }
+    }
+
+    #[test]
+    fn threads_observing_a_new_child_at_once_lose_nothing() {
+        const THREADS: usize = 4;
+        for f in observing_families() {
+            for round in 0..20 {
+                let child = observing_child(&f, &round.to_string());
+                let start = Arc::new(std::sync::Barrier::new(THREADS));
+                let threads: Vec<_> = (0..THREADS)
+                    .map(|_| {
+                        let (child, start) = (child.clone(), start.clone());
+                        std::thread::spawn(move || {
+                            start.wait();
+                            (0..100).for_each(|_| cells(&child).observe(0.75));
+                        })
+                    })
+                    .collect();
+                threads.into_iter().for_each(|t| t.join().unwrap());
+                let snap = cells(&child).snapshot();
+                assert_eq!(snap.observations, 400);
+                assert_eq!(snap.sum, 300.0);
+                if f.metric_type == MetricType::Histogram {
+                    assert_eq!(snap.buckets, vec![0, 400, 0]);
+                }
+                if let Some(native) = cells(&child).native() {
+                    assert_eq!(native.snapshot().count, 400);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_child_moved_to_python_marks_its_family_only() {
+        let f = family(MetricType::Gauge, &["l"], &[]);
+        let other = family(MetricType::Gauge, &["l"], &[]);
+        let a = Arc::new(Child::gauge(&["a"]));
+        f.insert(a.clone());
+        other.insert(Arc::new(Child::gauge(&["a"])));
+        assert!(!f.needs_python());
+        a.set_python_samples();
+        assert!(f.needs_python());
+        assert!(!other.needs_python());
+        f.remove(&["a"]);
+        assert!(f.needs_python(), "stays set after the child leaves");
+        // Marked before it joins a family that already looked.
+        let late = Arc::new(Child::gauge(&["b"]));
+        late.set_python_samples();
+        assert!(!other.needs_python());
+        other.insert(late);
+        assert!(other.needs_python());
     }
 }

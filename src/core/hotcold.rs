@@ -6,7 +6,7 @@
 //! never shows a count that disagrees with its buckets, and observe never takes a lock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::cell::{add_f64, add_u64, load_f64, load_u64, store_f64, zeroed};
 
@@ -17,7 +17,8 @@ const LINEAR_SEARCH_MAX: usize = 35;
 /// Slot layout: `[started_and_hot, half0.., half1..]`, each half `[completed, sum, buckets..]`.
 pub struct HotCold {
     slots: Box<[AtomicU64]>,
-    bounds: Box<[f64]>,
+    /// Shared by the children of a family.
+    bounds: Arc<[f64]>,
     /// Serialises snapshots and direct edits; observe never takes it.
     snapshot_lock: Mutex<()>,
 }
@@ -59,9 +60,13 @@ pub fn bucket_index(bounds: &[f64], v: f64) -> Option<usize> {
 impl HotCold {
     /// `bounds` are the bucket upper bounds (empty for a summary).
     pub fn new(bounds: &[f64]) -> HotCold {
+        HotCold::with_bounds(bounds.into())
+    }
+
+    pub fn with_bounds(bounds: Arc<[f64]>) -> HotCold {
         HotCold {
             slots: zeroed(1 + 2 * (2 + bounds.len())),
-            bounds: bounds.into(),
+            bounds,
             snapshot_lock: Mutex::new(()),
         }
     }

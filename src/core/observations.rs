@@ -5,13 +5,15 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use once_cell::race::OnceBox;
+
 use super::cell::{add_f64, load_f64, store_f64};
 use super::hotcold::{bucket_index, HotCold, Snapshot};
 use super::multiprocess::mapped::Slots;
 use super::multiprocess::native::MappedNative;
 use super::multiprocess::sketch::{wall_clock, MappedSketch};
-use super::native_histogram::SparseHistogram;
-use super::quantiles::{clock, SlidingQuantiles};
+use super::native_histogram::{NativeConfig, SparseHistogram};
+use super::quantiles::{clock, QuantileSpec, SlidingQuantiles};
 
 pub enum Observations {
     Local(HotCold),
@@ -180,8 +182,8 @@ const SNAPSHOT_SPINS: usize = 100;
 const SNAPSHOT_PATIENCE: Duration = Duration::from_millis(20);
 
 impl Observations {
-    pub fn local(bounds: &[f64]) -> Observations {
-        Observations::Local(HotCold::new(bounds))
+    pub fn local(bounds: Arc<[f64]>) -> Observations {
+        Observations::Local(HotCold::with_bounds(bounds))
     }
 
     /// A histogram's native buckets, if it has them.
@@ -360,5 +362,186 @@ impl Observations {
                 _,
             ) => inner.set_part(bucket, v),
         }
+    }
+}
+
+/// What a family's histogram or summary children are made of: the bucket bounds, shared by
+/// all of them, and what they estimate besides. Also holds one never-observed set of cells,
+/// which stands in for a child's own until its first observation.
+pub struct ObservationsPlan {
+    bounds: Arc<[f64]>,
+    native: Option<NativeConfig>,
+    quantiles: Option<QuantileSpec>,
+    unobserved: Observations,
+}
+
+impl ObservationsPlan {
+    /// A histogram's (non-empty `bounds`, maybe `native` buckets) or a summary's (maybe
+    /// `quantiles`) plan.
+    pub fn new(
+        bounds: &[f64],
+        native: Option<NativeConfig>,
+        quantiles: Option<QuantileSpec>,
+    ) -> ObservationsPlan {
+        let bounds: Arc<[f64]> = bounds.into();
+        let unobserved = Observations::make(&bounds, native.as_ref(), quantiles.as_ref());
+        ObservationsPlan {
+            bounds,
+            native,
+            quantiles,
+            unobserved,
+        }
+    }
+
+    pub fn bounds(&self) -> &[f64] {
+        &self.bounds
+    }
+
+    pub fn native(&self) -> Option<&NativeConfig> {
+        self.native.as_ref()
+    }
+
+    pub fn quantiles(&self) -> Option<&QuantileSpec> {
+        self.quantiles.as_ref()
+    }
+
+    fn make(&self) -> Observations {
+        Observations::make(&self.bounds, self.native(), self.quantiles())
+    }
+}
+
+impl Observations {
+    /// Cells in process memory for a child of a plan with these settings.
+    fn make(
+        bounds: &Arc<[f64]>,
+        native: Option<&NativeConfig>,
+        quantiles: Option<&QuantileSpec>,
+    ) -> Observations {
+        let cells = Observations::local(bounds.clone());
+        match (native, quantiles) {
+            (Some(config), _) => {
+                Observations::WithNative(Box::new(cells), Box::new(SparseHistogram::new(*config)))
+            }
+            (None, Some(spec)) => {
+                Observations::WithQuantiles(Box::new(cells), Box::new(spec.start()))
+            }
+            (None, None) => cells,
+        }
+    }
+}
+
+/// A histogram's or summary's cells, allocated at the first change. Until then reads see the
+/// plan's never-observed cells, which render exactly as a fresh child's would. Two threads
+/// that change a new child at once may both make cells; one set wins, the other is dropped
+/// before anything is recorded in it, so no observation is lost.
+pub struct ObservationCells {
+    made: OnceBox<Observations>,
+    plan: Arc<ObservationsPlan>,
+}
+
+impl ObservationCells {
+    pub fn new(plan: Arc<ObservationsPlan>) -> ObservationCells {
+        ObservationCells {
+            made: OnceBox::new(),
+            plan,
+        }
+    }
+
+    /// Cells made up front (multiprocess slots, which the reference writes at creation).
+    pub fn with(cells: Observations, plan: Arc<ObservationsPlan>) -> ObservationCells {
+        let made = OnceBox::new();
+        // A fresh OnceBox: this first set cannot fail.
+        let _ = made.set(Box::new(cells));
+        ObservationCells { made, plan }
+    }
+
+    /// Whether this child's own cells exist (it was changed at least once).
+    pub fn is_made(&self) -> bool {
+        self.made.get().is_some()
+    }
+
+    /// The cells to read: the child's own, or the never-observed ones.
+    #[inline]
+    fn read(&self) -> &Observations {
+        self.made.get().unwrap_or(&self.plan.unobserved)
+    }
+
+    /// The child's own cells, made now if they do not exist yet.
+    #[inline]
+    fn write(&self) -> &Observations {
+        match self.made.get() {
+            Some(cells) => cells,
+            None => self.make(),
+        }
+    }
+
+    #[cold]
+    fn make(&self) -> &Observations {
+        self.made.get_or_init(|| Box::new(self.plan.make()))
+    }
+
+    /// A histogram's native buckets, if it has them. Read-only until the child is observed:
+    /// offer exemplars only after `observe`.
+    pub fn native(&self) -> Option<&SparseHistogram> {
+        self.read().native()
+    }
+
+    pub fn quantiles(&self) -> Option<&SlidingQuantiles> {
+        self.read().quantiles()
+    }
+
+    pub fn mapped_native(&self) -> Option<&MappedNative> {
+        self.read().mapped_native()
+    }
+
+    pub fn mapped_sketch(&self) -> Option<&MappedSketch> {
+        self.read().mapped_sketch()
+    }
+
+    pub fn mapped_slots(&self) -> Option<&Arc<Slots>> {
+        self.made.get()?.mapped_slots()
+    }
+
+    pub fn bounds(&self) -> &[f64] {
+        self.plan.bounds()
+    }
+
+    #[inline]
+    pub fn bucket_index(&self, v: f64) -> Option<usize> {
+        bucket_index(self.bounds(), v)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.read().snapshot()
+    }
+
+    #[inline]
+    pub fn observe(&self, v: f64) {
+        self.write().observe(v)
+    }
+
+    #[inline]
+    pub fn observe_in(&self, bucket: Option<usize>, v: f64) {
+        self.write().observe_in(bucket, v)
+    }
+
+    pub fn observe_many<T: Copy + Into<f64>>(&self, values: &[T]) {
+        self.write().observe_many(values)
+    }
+
+    pub fn add_to_sum(&self, v: f64) {
+        self.write().add_to_sum(v)
+    }
+
+    pub fn add_to_bucket(&self, bucket: usize, n: u64) {
+        self.write().add_to_bucket(bucket, n)
+    }
+
+    pub fn add_observations(&self, n: u64) {
+        self.write().add_observations(n)
+    }
+
+    pub fn set_part(&self, bucket: Option<usize>, v: f64) {
+        self.write().set_part(bucket, v)
     }
 }

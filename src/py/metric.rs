@@ -25,7 +25,7 @@ use crate::core::family::{find_sample, Child, ChildValue, Family};
 use crate::core::model::{Exemplar, MetricType};
 use crate::core::multiprocess::mapped::{self, MappedSpec};
 use crate::core::native_histogram::NativeConfig;
-use crate::core::observations::Observations;
+use crate::core::observations::{ObservationCells, ObservationsPlan};
 use crate::core::quantiles::{Objective, QuantileSpec};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -100,36 +100,20 @@ fn new_cells(
     kind: Kind,
     multiprocess: Option<&MappedSpec>,
     labelnames: &[String],
-    labels: Vec<String>,
-    bounds: &[f64],
-    extras: Extras<'_>,
+    labels: &[String],
+    plan: &Arc<ObservationsPlan>,
     created: f64,
 ) -> PyResult<Child> {
     if let Some(spec) = multiprocess {
-        let native = extras.native.filter(|_| kind == Kind::Histogram);
-        let quantiles = extras.quantiles.filter(|_| kind == Kind::Summary);
-        return Child::mapped(spec, labelnames, labels, bounds, native, quantiles, created)
+        return Child::mapped(spec, labelnames, labels, plan, created)
             .map_err(multiprocess_file_error);
     }
-    if let (Kind::Histogram, Some(config)) = (kind, extras.native) {
-        return Ok(Child::histogram_with_native(
-            labels, created, bounds, *config,
-        ));
-    }
-    Ok(match (kind, extras.quantiles) {
-        (Kind::Summary, Some(spec)) => Child::summary_with_quantiles(labels, created, spec),
-        (Kind::Counter, _) => Child::counter(labels, created),
-        (Kind::Gauge, _) => Child::gauge(labels),
-        (Kind::Summary, None) => Child::summary(labels, created),
-        (Kind::Histogram, _) => Child::histogram(labels, created, bounds),
+    Ok(match kind {
+        Kind::Counter => Child::counter(labels, created),
+        Kind::Gauge => Child::gauge(labels),
+        Kind::Summary => Child::summary(labels, created, plan),
+        Kind::Histogram => Child::histogram(labels, created, plan),
     })
-}
-
-/// What a summary's or histogram's children estimate beyond their cells.
-#[derive(Clone, Copy, Default)]
-struct Extras<'a> {
-    quantiles: Option<&'a QuantileSpec>,
-    native: Option<&'a NativeConfig>,
 }
 
 /// A histogram's native bucket settings (`_native_histogram`, set by `Histogram.__init__`:
@@ -451,19 +435,17 @@ impl MetricCore {
             Some(_) => slf.getattr(intern!(slf.py(), "_labelnames"))?.extract()?,
             None => Vec::new(),
         };
-        let bounds = upper_bounds(slf, self.kind)?;
-        let quantiles = quantile_spec(slf, self.kind)?;
-        let native = native_config(slf, self.kind)?;
+        let plan = Arc::new(ObservationsPlan::new(
+            &upper_bounds(slf, self.kind)?,
+            native_config(slf, self.kind)?,
+            quantile_spec(slf, self.kind)?,
+        ));
         let child = Arc::new(new_cells(
             self.kind,
             multiprocess.as_deref(),
             &labelnames,
-            labels,
-            &bounds,
-            Extras {
-                quantiles: quantiles.as_ref(),
-                native: native.as_ref(),
-            },
+            &labels,
+            &plan,
             created,
         )?);
         let (family, renders_natively) = if top_level {
@@ -568,12 +550,8 @@ impl MetricCore {
             self.kind,
             state.multiprocess.as_deref(),
             &family.labelnames,
-            labels,
-            family.bounds(),
-            Extras {
-                quantiles: family.quantiles(),
-                native: family.native(),
-            },
+            &labels,
+            family.observations_plan(),
             created,
         )?);
         let child = new_instance(py, self.kind)?;
@@ -763,7 +741,11 @@ impl MetricCore {
 /// place when contiguous), or any iterable of numbers. A bad element raises what `observe`
 /// would, after the elements before it were recorded (and, like `Summary.observe`, counted
 /// itself when `count_failed`).
-fn observe_batch(h: &Observations, values: &Bound<'_, PyAny>, count_failed: bool) -> PyResult<()> {
+fn observe_batch(
+    h: &ObservationCells,
+    values: &Bound<'_, PyAny>,
+    count_failed: bool,
+) -> PyResult<()> {
     // SAFETY: `values` is a live object; PyObject_CheckBuffer only reads its type.
     if unsafe { pyo3::ffi::PyObject_CheckBuffer(values.as_ptr()) } != 0 {
         if let Ok(buffer) = PyBuffer::<f64>::get(values) {
@@ -795,7 +777,7 @@ fn observe_batch(h: &Observations, values: &Bound<'_, PyAny>, count_failed: bool
 }
 
 fn observe_buffer<T: pyo3::buffer::Element + Copy + Into<f64>>(
-    h: &Observations,
+    h: &ObservationCells,
     buffer: &PyBuffer<T>,
     py: Python<'_>,
 ) -> PyResult<()> {

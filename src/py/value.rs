@@ -9,7 +9,7 @@ use super::amount;
 use super::python;
 use crate::core::family::{Child, ChildValue};
 use crate::core::model::Exemplar;
-use crate::core::observations::Observations;
+use crate::core::observations::ObservationCells;
 
 #[derive(Clone, Copy)]
 pub enum Part {
@@ -33,7 +33,7 @@ impl ValueView {
         ValueView { child, part }
     }
 
-    fn hotcold(&self) -> Option<&Observations> {
+    fn hotcold(&self) -> Option<&ObservationCells> {
         match &self.child.value {
             ChildValue::Summary(h) | ChildValue::Histogram(h) => Some(h),
             _ => None,
