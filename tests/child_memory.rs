@@ -106,7 +106,7 @@ fn bytes_per_labelled_child() {
         per_child(|| fill(&counters, |l| Child::counter(l, 1.0))),
     ));
     let gauges = family(MetricType::Gauge, &[]);
-    rows.push(("gauge", per_child(|| fill(&gauges, |l| Child::gauge(l)))));
+    rows.push(("gauge", per_child(|| fill(&gauges, Child::gauge))));
 
     let histograms = family(MetricType::Histogram, &default_bounds());
     let plan = histograms.observations_plan().clone();
