@@ -53,9 +53,9 @@ impl LabelValues {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        let payload = self.payload();
-        // The last value's end marker leaves an empty piece after it.
-        let pieces = payload.split(|b| *b == END).take(self.len());
+        // Without the last end marker, the values are the pieces between markers.
+        let pieces = self.payload().split_last().map(|(_, values)| values);
+        let pieces = pieces.into_iter().flat_map(|v| v.split(|b| *b == END));
         // SAFETY: each piece is a whole `&str` given to `new` (0xFF only ends values).
         pieces.map(|piece| unsafe { std::str::from_utf8_unchecked(piece) })
     }
