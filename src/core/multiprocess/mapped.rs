@@ -244,9 +244,27 @@ fn reserve(_file: &File) -> io::Result<MmapRaw> {
 
 /// Memory that renders may be reading without the GIL: the files retired while it was
 /// current. Dropped (unmapping them) when the last render that pinned it ends.
+///
+/// A render pinned here may also have loaded pointers into files that later moves created
+/// and later epochs retire, so each epoch keeps the next one (and so every later one) alive.
 #[derive(Default)]
 struct Epoch {
     retired: Mutex<Vec<Arc<MappedFile>>>,
+    next: OnceLock<Arc<Epoch>>,
+}
+
+impl Drop for Epoch {
+    /// Drops the chain of later epochs in a loop, not by recursion: a long render may hold
+    /// many of them.
+    fn drop(&mut self) {
+        let mut next = self.next.take();
+        while let Some(epoch) = next {
+            next = match Arc::try_unwrap(epoch) {
+                Ok(mut epoch) => epoch.next.take(),
+                Err(_) => None,
+            };
+        }
+    }
 }
 
 /// The epoch renders pin now; retiring a file starts a new one.
@@ -270,7 +288,9 @@ impl Epochs {
     /// before the move have ended: renders that begin from now on pin a new epoch and load the
     /// new pointers (the epoch's lock orders them after the move).
     fn retire(&self, file: Arc<MappedFile>) {
-        let old = std::mem::take(&mut *self.current());
+        let new = Arc::new(Epoch::default());
+        let old = std::mem::replace(&mut *self.current(), new.clone());
+        let _ = old.next.set(new);
         old.retired
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -708,6 +728,28 @@ mod tests {
         let released = Arc::downgrade(&unpinned);
         epochs.retire(unpinned);
         assert!(released.upgrade().is_none(), "no render: released at once");
+    }
+
+    /// A render pinned before two moves (a -> b, then b -> c) may read b's slots after the
+    /// first: b, retired in the next epoch, lives until that render ends. Before epochs were
+    /// chained b was unmapped at once (a render reading it segfaulted in
+    /// `test_removal_while_rendering_without_the_gil`).
+    #[test]
+    fn a_file_retired_later_lives_until_earlier_renders_end() {
+        let dir = temp_dir("retire_chain");
+        let epochs = Epochs::default();
+        let first = Arc::new(MappedFile::open(&dir.join("counter_5.db")).unwrap());
+        let second = Arc::new(MappedFile::open(&dir.join("counter_6.db")).unwrap());
+        let released = Arc::downgrade(&second);
+        let early = epochs.pin();
+        epochs.retire(first);
+        epochs.retire(second);
+        assert!(released.upgrade().is_some(), "the early render may read it");
+        drop(early);
+        assert!(
+            released.upgrade().is_none(),
+            "unmapped once that render ended"
+        );
     }
 
     #[test]
