@@ -566,6 +566,12 @@ impl Family {
         }
     }
 
+    /// The child with these label values (`&[&str]`, `&[String]`), if there is one.
+    pub fn get<S: AsRef<str>>(&self, values: &[S]) -> Option<Arc<Child>> {
+        let children = self.lock_children();
+        children.get(&ValuesKey(values)).map(|k| k.0.clone())
+    }
+
     /// Removes the child with these label values; returns it.
     pub fn remove<S: AsRef<str>>(&self, values: &[S]) -> Option<Arc<Child>> {
         self.lock_children()
@@ -620,11 +626,7 @@ impl Family {
             return Vec::new();
         };
         if !self.has_repeated_labels() {
-            return self
-                .lock_children()
-                .get(&ValuesKey(&wanted))
-                .map(|k| vec![k.0.clone()])
-                .unwrap_or_default();
+            return self.get(&wanted).into_iter().collect();
         }
         // Repeated names: a child matches when each distinct name's last value matches.
         let matches = |c: &Child| {
@@ -816,7 +818,7 @@ mod tests {
         let x = Arc::new(Child::counter(&["2", "1"], 5.0));
         x.counter_inc_int(2);
         x.counter_inc(0.5);
-        f.insert(x);
+        f.insert(x.clone());
         f.insert(Arc::new(Child::counter(&["4", "3"], 6.0)));
         assert_eq!(
             collect(&FamilyView::new(f.clone(), true)),
@@ -836,6 +838,8 @@ mod tests {
             None
         );
         assert_eq!(find_sample(&f, true, "m_total", &[("a", "1")]), None);
+        assert!(f.get(&["2", "1"]).is_some_and(|c| Arc::ptr_eq(&c, &x)));
+        assert!(f.get(&["1", "2"]).is_none());
         f.remove(&strings(&["2", "1"]));
         assert_eq!(FamilyView::new(f.clone(), false).children.len(), 1);
         assert_eq!(
