@@ -1095,6 +1095,19 @@ FIXED_PROGRAMS = [
         Step("m3.inc()", uses=('m3',)),
         Step("m3.set('3')", uses=('m3',)),
     ]),
+    # Children made by labels() and never observed (their cells are made at the first change).
+    Program(steps=[
+        Step("m0 = Histogram('h', 'h', ['l'], registry=reg)", defines='m0'),
+        Step("m0.labels('never')", uses=('m0',)),
+        Step("m0.labels('once').observe(0.3)", uses=('m0',)),
+        Step("_result = m0.labels('never')._sum.get()", uses=('m0',)),
+        Step("m0.labels('bucket_only')._buckets[2].inc(3)", uses=('m0',)),
+        Step("m1 = Summary('s', 's', ['l'], registry=reg)", defines='m1'),
+        Step("m1.labels('never')", uses=('m1',)),
+        Step("m1.labels('once').observe(2)", uses=('m1',)),
+        Step("_result = m1.labels('never')._count.get()", uses=('m1',)),
+        Step("m1.labels('sum_only')._sum.inc(1.5)", uses=('m1',)),
+    ]),
 ]
 
 
