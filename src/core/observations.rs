@@ -2,7 +2,7 @@
 //! one slot per sample in this process's multiprocess file.
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use once_cell::race::OnceBox;
@@ -366,13 +366,13 @@ impl Observations {
 }
 
 /// What a family's histogram or summary children are made of: the bucket bounds, shared by
-/// all of them, and what they estimate besides. Also holds one never-observed set of cells,
-/// which stands in for a child's own until its first observation.
+/// all of them, and what they estimate besides. Also holds one never-observed set of cells
+/// (made at the first read), which stands in for a child's own until its first observation.
 pub struct ObservationsPlan {
     bounds: Arc<[f64]>,
     native: Option<NativeConfig>,
     quantiles: Option<QuantileSpec>,
-    unobserved: Observations,
+    unobserved: OnceLock<Observations>,
 }
 
 impl ObservationsPlan {
@@ -383,13 +383,11 @@ impl ObservationsPlan {
         native: Option<NativeConfig>,
         quantiles: Option<QuantileSpec>,
     ) -> ObservationsPlan {
-        let bounds: Arc<[f64]> = bounds.into();
-        let unobserved = Observations::make(&bounds, native.as_ref(), quantiles.as_ref());
         ObservationsPlan {
-            bounds,
+            bounds: bounds.into(),
             native,
             quantiles,
-            unobserved,
+            unobserved: OnceLock::new(),
         }
     }
 
@@ -407,6 +405,11 @@ impl ObservationsPlan {
 
     fn make(&self) -> Observations {
         Observations::make(&self.bounds, self.native(), self.quantiles())
+    }
+
+    /// Cells never observed, for reading children that have none of their own yet.
+    fn unobserved(&self) -> &Observations {
+        self.unobserved.get_or_init(|| self.make())
     }
 }
 
@@ -463,7 +466,10 @@ impl ObservationCells {
     /// The cells to read: the child's own, or the never-observed ones.
     #[inline]
     fn read(&self) -> &Observations {
-        self.made.get().unwrap_or(&self.plan.unobserved)
+        match self.made.get() {
+            Some(cells) => cells,
+            None => self.plan.unobserved(),
+        }
     }
 
     /// The child's own cells, made now if they do not exist yet.
