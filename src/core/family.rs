@@ -2,10 +2,10 @@
 
 use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use indexmap::IndexSet;
+use indexmap::{Equivalent, IndexSet};
 
 use super::cell::{add_f64, load_f64, store_f64};
 use super::counter::CounterCells;
@@ -42,6 +42,9 @@ pub struct Child {
     python_samples: AtomicBool,
     /// The flag of the family this child belongs to, which it raises too.
     family_python_samples: OnceLock<Arc<AtomicBool>>,
+    /// An opaque word for the binding layer (the address of a live handle object, or 0);
+    /// the core never reads it.
+    handle: AtomicUsize,
 }
 
 /// What `Child::visit` reports for each sample, before family labels are added.
@@ -166,7 +169,25 @@ impl Child {
             exemplars: OnceLock::new(),
             python_samples: AtomicBool::new(false),
             family_python_samples: OnceLock::new(),
+            handle: AtomicUsize::new(0),
         }
+    }
+
+    /// The binding layer's handle word (0: none).
+    #[inline]
+    pub fn handle(&self) -> usize {
+        self.handle.load(Ordering::Acquire)
+    }
+
+    pub fn set_handle(&self, handle: usize) {
+        self.handle.store(handle, Ordering::Release)
+    }
+
+    /// Clears the handle word if it still holds `handle`.
+    pub fn clear_handle(&self, handle: usize) {
+        let _ = self
+            .handle
+            .compare_exchange(handle, 0, Ordering::AcqRel, Ordering::Acquire);
     }
 
     pub fn created(&self) -> f64 {
@@ -422,6 +443,18 @@ impl Borrow<[String]> for Keyed {
     }
 }
 
+/// Label values borrowed from the caller, to look a child up without building its key.
+/// It hashes as `[String]` does (a slice hashes its length, then each `str`).
+#[derive(Hash)]
+struct BorrowedKey<'a>(&'a [&'a str]);
+
+impl Equivalent<Keyed> for BorrowedKey<'_> {
+    fn equivalent(&self, key: &Keyed) -> bool {
+        let values = &key.0.label_values;
+        values.len() == self.0.len() && values.iter().zip(self.0).all(|(a, b)| a == b)
+    }
+}
+
 /// A metric registered in a registry: its metadata and children in insertion order.
 pub struct Family {
     pub name: String,
@@ -530,9 +563,59 @@ impl Family {
         self.python_samples.load(Ordering::Acquire)
     }
 
+    /// Runs `found` on the child labelled `values`, under the family's lock.
+    #[inline]
+    pub fn with_child<R>(
+        &self,
+        values: &[&str],
+        found: impl FnOnce(&Arc<Child>) -> R,
+    ) -> Option<R> {
+        self.lock_children()
+            .get(&BorrowedKey(values))
+            .map(|k| found(&k.0))
+    }
+
+    /// The child labelled `values`, made by `make` (under the family's lock) if missing;
+    /// `found` runs on it under the lock too. The flag says whether it was made now.
+    pub fn get_or_insert_with<R, E>(
+        &self,
+        values: &[&str],
+        make: impl FnOnce() -> Result<Child, E>,
+        found: impl FnOnce(&Arc<Child>) -> R,
+    ) -> Result<(R, bool), E> {
+        let mut children = self.lock_children();
+        if let Some(existing) = children.get(&BorrowedKey(values)) {
+            return Ok((found(&existing.0), false));
+        }
+        let child = Arc::new(make()?);
+        child.join(&self.python_samples);
+        let result = found(&child);
+        children.insert(Keyed(child));
+        Ok((result, true))
+    }
+
+    /// Adds a child, replacing one under the same label values; returns the replaced one.
+    pub fn replace_child(&self, child: Arc<Child>) -> Option<Arc<Child>> {
+        child.join(&self.python_samples);
+        let (_, replaced) = self.lock_children().replace_full(Keyed(child));
+        replaced.map(|k| k.0)
+    }
+
+    /// The child at `index` in insertion order.
+    pub fn child_at(&self, index: usize) -> Option<Arc<Child>> {
+        self.lock_children().get_index(index).map(|k| k.0.clone())
+    }
+
     /// Removes a child; returns it.
     pub fn remove(&self, values: &[String]) -> Option<Arc<Child>> {
         self.lock_children().shift_take(values).map(|k| k.0)
+    }
+
+    /// Removes the child labelled `values` (borrowed); returns it.
+    pub fn take(&self, values: &[&str]) -> Option<Arc<Child>> {
+        self.lock_children()
+            .shift_take(&BorrowedKey(values))
+            .map(|k| k.0)
     }
 
     /// Removes every child; returns them.
@@ -828,6 +911,46 @@ mod tests {
         assert_eq!(find_sample(&f, false, "m_bucket", &labels), Some(2.0));
         assert_eq!(find_sample(&f, false, "m_sum", &labels[1..]), Some(3.5));
         assert_eq!(find_sample(&f, false, "m_bucket", &labels[1..]), None);
+    }
+
+    #[test]
+    fn borrowed_label_values_find_and_make_children() {
+        let f = family(MetricType::Counter, &["a", "b"], &[]);
+        let made = f.get_or_insert_with(
+            &["x", "y"],
+            || Ok::<_, ()>(Child::counter(strings(&["x", "y"]), 1.0)),
+            |c| c.set_handle(7),
+        );
+        assert_eq!(made, Ok(((), true)));
+        let again = f.get_or_insert_with(&["x", "y"], || Err(()), |c| c.handle());
+        assert_eq!(again, Ok((7, false)));
+        // Owned and borrowed keys meet: lookups by either find the same child.
+        assert_eq!(f.with_child(&["x", "y"], |c| c.handle()), Some(7));
+        assert_eq!(f.with_child(&["x", "yy"], |c| c.handle()), None);
+        assert_eq!(f.with_child(&["xy"], |c| c.handle()), None);
+        f.insert(Arc::new(Child::counter(strings(&["p", "q"]), 1.0)));
+        assert!(f.with_child(&["p", "q"], |_| ()).is_some());
+        assert_eq!(
+            f.child_at(1).map(|c| c.label_values.to_vec()),
+            Some(strings(&["p", "q"]))
+        );
+        let replaced = f.replace_child(Arc::new(Child::counter(strings(&["x", "y"]), 2.0)));
+        assert_eq!(replaced.map(|c| c.handle()), Some(7));
+        assert_eq!(f.with_child(&["x", "y"], |c| c.handle()), Some(0));
+        assert_eq!(f.child_at(0).map(|c| c.created()), Some(2.0));
+        assert!(f.take(&["x", "y"]).is_some());
+        assert!(f.remove(&strings(&["p", "q"])).is_some());
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn handle_word_is_cleared_only_by_its_owner() {
+        let c = Child::gauge(strings(&["a"]));
+        c.set_handle(5);
+        c.clear_handle(6);
+        assert_eq!(c.handle(), 5);
+        c.clear_handle(5);
+        assert_eq!(c.handle(), 0);
     }
 
     #[test]
