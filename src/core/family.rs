@@ -183,6 +183,18 @@ impl Child {
         self.handle.store(handle, Ordering::Release)
     }
 
+    /// Sets the handle word to `handle` unless another handle holds it: returns that one.
+    pub fn claim_handle(&self, handle: usize) -> Option<usize> {
+        match self
+            .handle
+            .compare_exchange(0, handle, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => None,
+            Err(current) if current == handle => None,
+            Err(current) => Some(current),
+        }
+    }
+
     /// Clears the handle word if it still holds `handle`.
     pub fn clear_handle(&self, handle: usize) {
         let _ = self
@@ -946,7 +958,9 @@ mod tests {
     #[test]
     fn handle_word_is_cleared_only_by_its_owner() {
         let c = Child::gauge(strings(&["a"]));
-        c.set_handle(5);
+        assert_eq!(c.claim_handle(5), None);
+        assert_eq!(c.claim_handle(5), None);
+        assert_eq!(c.claim_handle(6), Some(5));
         c.clear_handle(6);
         assert_eq!(c.handle(), 5);
         c.clear_handle(5);
