@@ -181,3 +181,16 @@ def test_child_objects_made_for_a_scrape_are_not_kept():
     assert after - before <= 64
     assert len(c._metrics) == 5_000
     assert c.labels('4999')._value.get() == 1
+
+
+def test_child_objects_are_freed_by_labels_alone():
+    """fastprom only: a child object pushed out by later `labels()` calls is freed then, not at
+    some later call into the extension (nothing but `labels` runs between the two checks)."""
+    import weakref
+    import fastprom
+    c = fastprom.Counter('c', 'doc', ['a', 'b'], registry=None)
+    first = weakref.ref(c.labels('first', 'x'))
+    assert first() is not None
+    for i in range(200):
+        c.labels(f'v{i}', 'x')
+    assert first() is None

@@ -126,29 +126,29 @@ impl Children {
             None => handle,
         };
         if recent {
-            slf.get().keep_recent(handle.clone().unbind());
+            slf.get().keep_recent(py, handle.clone().unbind());
         }
         Ok(handle)
     }
 
-    fn keep_recent(&self, handle: Py<PyAny>) {
+    fn keep_recent(&self, py: Python<'_>, handle: Py<PyAny>) {
         let replaced = {
             let mut recent = lock(&self.recent);
             let slot = recent.next;
             recent.next = (slot + 1) % RECENT_HANDLES;
             recent.handles[slot].replace(handle)
         };
-        // Freed after unlocking: freeing a handle may run Python.
-        drop(replaced);
+        // Released after unlocking: freeing a handle may run Python.
+        release(py, replaced);
     }
 
     /// Keeps `handle` (the object of `child`) alive until its child is removed.
-    pub fn pin(&self, child: &Arc<Child>, handle: Py<PyAny>) {
+    pub fn pin(&self, py: Python<'_>, child: &Arc<Child>, handle: Py<PyAny>) {
         let replaced = lock(&self.pinned).insert(address(child), handle);
-        drop(replaced);
+        release(py, replaced);
     }
 
-    fn unpin(&self, removed: &[Arc<Child>]) {
+    fn unpin(&self, py: Python<'_>, removed: &[Arc<Child>]) {
         let unpinned: Vec<_> = {
             let mut pinned = lock(&self.pinned);
             removed
@@ -156,7 +156,7 @@ impl Children {
                 .filter_map(|c| pinned.remove(&address(c)))
                 .collect()
         };
-        drop(unpinned);
+        release(py, unpinned);
     }
 
     fn parent<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -183,8 +183,8 @@ impl Children {
     }
 
     /// Children leave the family: pins released, multiprocess series out of the files.
-    fn forget(&self, removed: Vec<Arc<Child>>) -> PyResult<()> {
-        self.unpin(&removed);
+    fn forget(&self, py: Python<'_>, removed: Vec<Arc<Child>>) -> PyResult<()> {
+        self.unpin(py, &removed);
         let slots: Vec<_> = removed.iter().flat_map(|c| c.slots_to_remove()).collect();
         if !slots.is_empty() {
             mapped::remove(&slots).map_err(multiprocess_file_error)?;
@@ -218,6 +218,15 @@ fn borrowed(values: &[String]) -> Vec<&str> {
 
 fn parent_core<'a>(parent: &'a Bound<'_, PyAny>) -> PyResult<&'a MetricCore> {
     metric_core(parent).ok_or_else(|| PyTypeError::new_err("not a fastprom metric"))
+}
+
+/// Drops references now. A `Py` dropped on its own waits for PyO3's next entry when the
+/// thread came in through a raw fast path (`fastcall.rs`), which PyO3 does not count as
+/// attached: handles would pile up until then.
+fn release(py: Python<'_>, objects: impl IntoIterator<Item = Py<PyAny>>) {
+    for object in objects {
+        drop(object.into_bound(py));
+    }
 }
 
 /// A new reference to the handle at `address`.
@@ -266,6 +275,7 @@ impl Children {
     /// Adds `child` (an object of this metric's kind with its own cells) under its label
     /// values; the object is kept as is.
     fn __setitem__(&self, key: &Bound<'_, PyAny>, child: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = child.py();
         let _ = key; // the family keys children by their own label values
         let Some(cells) = metric_core(child).and_then(MetricCore::cells) else {
             return Err(PyTypeError::new_err(
@@ -274,18 +284,18 @@ impl Children {
         };
         let cells = cells.clone();
         let replaced = self.family.replace_child(cells.clone());
-        self.unpin(&replaced.into_iter().collect::<Vec<_>>());
+        self.unpin(py, &replaced.into_iter().collect::<Vec<_>>());
         if let Some(core) = metric_core(child) {
             core.register_handle(child);
         }
-        self.pin(&cells, child.clone().unbind());
+        self.pin(py, &cells, child.clone().unbind());
         Ok(())
     }
 
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
         let removed = key_values(key)?.and_then(|v| self.family.take(&borrowed(&v)));
         match removed {
-            Some(child) => self.forget(vec![child]),
+            Some(child) => self.forget(key.py(), vec![child]),
             None => Err(PyKeyError::new_err(key.clone().unbind())),
         }
     }
@@ -310,24 +320,24 @@ impl Children {
         };
         let handle = Self::handle_of(slf, child)?;
         if let Some(removed) = values.and_then(|v| this.family.take(&borrowed(&v))) {
-            this.forget(vec![removed])?;
+            this.forget(slf.py(), vec![removed])?;
         }
         Ok(handle)
     }
 
     /// Removes the children under `key`s that exist (no handle is made).
-    fn _discard(&self, keys: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
+    fn _discard(&self, py: Python<'_>, keys: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
         let mut removed = Vec::new();
         for key in &keys {
             if let Some(values) = key_values(key)? {
                 removed.extend(self.family.take(&borrowed(&values)));
             }
         }
-        self.forget(removed)
+        self.forget(py, removed)
     }
 
-    fn clear(&self) -> PyResult<()> {
-        self.forget(self.family.clear())
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        self.forget(py, self.family.clear())
     }
 
     fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {

@@ -414,7 +414,7 @@ impl MetricCore {
             // SAFETY: the word is this live object's address.
             let this =
                 unsafe { Bound::from_borrowed_ptr(py, word as *mut pyo3::ffi::PyObject).unbind() };
-            owner.get().pin(child, this);
+            owner.get().pin(py, child, this);
         }
     }
 
