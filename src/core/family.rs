@@ -432,6 +432,8 @@ fn label_position(labelnames: &[String], sorted_labels: &[usize], name: &str) ->
         .unwrap_or(sorted_labels.len())
 }
 
+type ChildHasher = foldhash::fast::RandomState;
+
 /// A child in a family's set, hashed and compared by its label values.
 struct Keyed(Arc<Child>);
 
@@ -488,7 +490,9 @@ pub struct Family {
     quantiles: Option<QuantileSpec>,
     /// A histogram's native bucket settings, for the children it makes.
     native: Option<NativeConfig>,
-    children: Mutex<IndexSet<Keyed>>,
+    /// Hashed with foldhash: keyed per process like std's SipHash (label values may come from
+    /// requests), and several times faster on short strings (every `labels()` hashes them).
+    children: Mutex<IndexSet<Keyed, ChildHasher>>,
     /// Some child's samples come from Python (it stays set after that child is removed).
     python_samples: Arc<AtomicBool>,
 }
@@ -524,7 +528,7 @@ impl Family {
             bucket_label: "le",
             quantiles: None,
             native: None,
-            children: Mutex::new(IndexSet::new()),
+            children: Mutex::new(IndexSet::default()),
             python_samples: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -556,7 +560,7 @@ impl Family {
         self.native.as_ref()
     }
 
-    fn lock_children(&self) -> MutexGuard<'_, IndexSet<Keyed>> {
+    fn lock_children(&self) -> MutexGuard<'_, IndexSet<Keyed, ChildHasher>> {
         self.children.lock().unwrap_or_else(|e| e.into_inner())
     }
 

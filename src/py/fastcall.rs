@@ -22,6 +22,9 @@ use crate::core::family::{Child, ChildValue};
 
 type Args = *const *mut ffi::PyObject;
 
+/// Label values of a `labels()` call, on the stack for up to 8 labels.
+type Labels<T> = smallvec::SmallVec<[T; 8]>;
+
 /// A fast-path amount: an exact `int` that fits in i64, or an exact `float`.
 enum Number {
     Int(i64),
@@ -244,20 +247,20 @@ unsafe fn label_values(
     nargs: usize,
     kwnames: *mut ffi::PyObject,
     labelnames: *mut ffi::PyObject,
-) -> Option<Vec<*mut ffi::PyObject>> {
+) -> Option<Labels<*mut ffi::PyObject>> {
     let count = ffi::PyTuple_GET_SIZE(labelnames) as usize;
     let exact_str = |v: *mut ffi::PyObject| ffi::PyUnicode_CheckExact(v) != 0;
     if kwnames.is_null() {
         let values = std::slice::from_raw_parts(args, nargs);
         return (count == nargs && nargs > 0 && values.iter().all(|v| exact_str(*v)))
-            .then(|| values.to_vec());
+            .then(|| Labels::from_slice(values));
     }
     let names = ffi::PyTuple_GET_SIZE(kwnames) as usize;
     if nargs != 0 || names != count {
         return None;
     }
     let values = std::slice::from_raw_parts(args, names);
-    let mut ordered = Vec::with_capacity(count);
+    let mut ordered = Labels::with_capacity(count);
     for i in 0..count {
         let wanted = ffi::PyTuple_GET_ITEM(labelnames, i as ffi::Py_ssize_t);
         // Keyword names are interned, and so are label names written as literals: try identity
@@ -283,8 +286,8 @@ unsafe fn label_values(
 ///
 /// # Safety
 /// The objects are exact `str` and outlive the returned slices.
-unsafe fn texts<'a>(values: &[*mut ffi::PyObject]) -> Option<Vec<&'a str>> {
-    let mut texts = Vec::with_capacity(values.len());
+unsafe fn texts<'a>(values: &[*mut ffi::PyObject]) -> Option<Labels<&'a str>> {
+    let mut texts = Labels::with_capacity(values.len());
     for v in values {
         let mut size: ffi::Py_ssize_t = 0;
         let data = ffi::PyUnicode_AsUTF8AndSize(*v, &mut size);
