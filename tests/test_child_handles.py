@@ -164,7 +164,7 @@ def test_subclass_children_are_the_constructed_objects(lib, reg):
     assert reg.get_sample_value('c_total', {'a': 'x'}) == 4
 
 
-def test_child_objects_made_for_a_scrape_are_not_kept():
+def test_children_keep_no_python_object_each():
     """fastprom only: children need no Python object; only the last few `labels()` results
     stay alive, so 5,000 children leave a bounded number of objects behind."""
     import fastprom
