@@ -21,7 +21,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::errors::multiprocess_file_error;
-use super::metric::{metric_core, MetricCore};
+use super::metric::{is_native_class, metric_core, MetricCore};
 use crate::core::family::{Child, Family};
 use crate::core::multiprocess::mapped;
 
@@ -76,13 +76,12 @@ impl Children {
     }
 
     /// `labels(*values)` on the parent `parent`: the child's handle, the child made if missing
-    /// and `may_create` (else None: a subclass builds its children in Python).
+    /// (None when the parent's class is a subclass: it builds its children in Python).
     #[inline]
     pub fn labels<'py>(
         slf: &Bound<'py, Children>,
         parent: &Bound<'py, PyAny>,
         values: &[&str],
-        may_create: bool,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let this = slf.get();
         let py = slf.py();
@@ -91,7 +90,7 @@ impl Children {
             // Python since the word was read under the family's lock.
             Some(Ok(handle)) => return Ok(Some(unsafe { borrowed_handle(py, handle) })),
             Some(Err(child)) => return Self::new_handle(slf, parent, child, true).map(Some),
-            None if !may_create => return Ok(None),
+            None if !is_native_class(parent) => return Ok(None),
             None => {}
         }
         let core = parent_core(parent)?;

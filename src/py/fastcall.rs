@@ -316,8 +316,7 @@ unsafe fn labels_body<T: HasCore + PyClass<Frozen = pyo3::pyclass::boolean_struc
         let values = label_values(args, nargs, kwnames, labelnames);
         if let Some(texts) = values.as_deref().and_then(|v| texts(v)) {
             let parent = Borrowed::from_ptr(py, slf);
-            let exact = super::metric::is_native_class(&parent);
-            return match Children::labels(children.bind(py), &parent, &texts, exact) {
+            return match Children::labels(children.bind(py), &parent, &texts) {
                 Ok(Some(child)) => child.into_ptr(),
                 // A subclass builds its child with its own constructor, in the Python `labels`.
                 Ok(None) => forward(slf, args, nargsf, kwnames, intern!(py, "_labels_slow")),

@@ -598,8 +598,7 @@ impl MetricCore {
                     .map(|v| v.to_str())
                     .collect::<PyResult<Vec<&str>>>()?;
                 let children = children.bind(py);
-                if let Some(child) = Children::labels(children, slf, &values, is_native_class(slf))?
-                {
+                if let Some(child) = Children::labels(children, slf, &values)? {
                     return Ok(child);
                 }
             }
