@@ -11,6 +11,7 @@ virtual base, so `isinstance(counter, MetricWrapperBase)` holds.
 import os
 import time
 import types
+from collections.abc import MutableMapping
 from threading import Lock
 import warnings
 from typing import (
@@ -179,8 +180,9 @@ class MetricWrapperBase(Collector):
         if registry and not self._labelvalues:
             registry.register(self)
 
-    def _init_parent(self) -> Dict[Tuple[str, ...], Any]:
-        """Return the dict of children. Native metrics keep the same dict in Rust."""
+    def _init_parent(self) -> MutableMapping:
+        """Return the mapping of children (label-value tuple to child). Native metrics return
+        a native mapping over the children they keep in Rust."""
         return {}
 
     def _link_child(self, labelvalues, child) -> None:
@@ -271,7 +273,7 @@ class MetricWrapperBase(Collector):
         if not self._labelnames:
             return
         with self._lock:
-            # Cleared in place: native metrics hold this very dict.
+            # Cleared in place: native metrics hold this very mapping.
             self._metrics.clear()
             self._unlink_children(None)
 
@@ -669,6 +671,9 @@ class Enum(MetricWrapperBase):
         return [Sample('', {self._name: state}, int(index == current), None, None)
                 for index, state in enumerate(self._states)]
 
+
+# `_metrics` of the native metrics: a mapping from label-value tuples to children.
+MutableMapping.register(_native.Children)
 
 # Last: it builds on the classes above.
 from . import foreign_values  # noqa: E402

@@ -1,7 +1,7 @@
 //! Metric families and their children (one child per label-value set).
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use indexmap::{Equivalent, IndexSet};
@@ -40,6 +40,9 @@ pub struct Child {
     pub value: ChildValue,
     created: AtomicU64,
     rare: OnceBox<Rare>,
+    /// An opaque word for the binding layer (the address of a live handle object, or 0);
+    /// the core never reads it.
+    handle: AtomicUsize,
 }
 
 /// The parts of a child that most children never use.
@@ -154,7 +157,37 @@ impl Child {
             value,
             created: AtomicU64::new(created.to_bits()),
             rare: OnceBox::new(),
+            handle: AtomicUsize::new(0),
         }
+    }
+
+    /// The binding layer's handle word (0: none).
+    #[inline]
+    pub fn handle(&self) -> usize {
+        self.handle.load(Ordering::Acquire)
+    }
+
+    pub fn set_handle(&self, handle: usize) {
+        self.handle.store(handle, Ordering::Release)
+    }
+
+    /// Sets the handle word to `handle` unless another handle holds it: returns that one.
+    pub fn claim_handle(&self, handle: usize) -> Option<usize> {
+        match self
+            .handle
+            .compare_exchange(0, handle, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => None,
+            Err(current) if current == handle => None,
+            Err(current) => Some(current),
+        }
+    }
+
+    /// Clears the handle word if it still holds `handle`.
+    pub fn clear_handle(&self, handle: usize) {
+        let _ = self
+            .handle
+            .compare_exchange(handle, 0, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// The label values, in label-name order.
@@ -388,6 +421,8 @@ fn label_position(labelnames: &[String], sorted_labels: &[usize], name: &str) ->
         .unwrap_or(sorted_labels.len())
 }
 
+type ChildHasher = foldhash::fast::RandomState;
+
 /// A child in a family's set, hashed and compared by its label values.
 struct Keyed(Arc<Child>);
 
@@ -439,7 +474,9 @@ pub struct Family {
     /// What a histogram's or summary's children are made of: bucket bounds, native bucket
     /// settings, quantile objectives.
     plan: Arc<ObservationsPlan>,
-    children: Mutex<IndexSet<Keyed>>,
+    /// Hashed with foldhash: keyed per process like std's SipHash (label values may come from
+    /// requests), and several times faster on short strings (every `labels()` hashes them).
+    children: Mutex<IndexSet<Keyed, ChildHasher>>,
     /// Some child's samples come from Python (it stays set after that child is removed).
     python_samples: AtomicBool,
     /// The `PYTHON_SAMPLE_MARKS` count when the children were last looked through.
@@ -475,7 +512,7 @@ impl Family {
             plan: Arc::new(ObservationsPlan::new(bounds, None, None)),
             le_values: bounds.iter().map(|b| float_to_go_string(*b)).collect(),
             bucket_label: "le",
-            children: Mutex::new(IndexSet::new()),
+            children: Mutex::new(IndexSet::default()),
             python_samples: AtomicBool::new(false),
             marks_seen: AtomicU64::new(0),
         }
@@ -523,7 +560,7 @@ impl Family {
         &self.plan
     }
 
-    fn lock_children(&self) -> MutexGuard<'_, IndexSet<Keyed>> {
+    fn lock_children(&self) -> MutexGuard<'_, IndexSet<Keyed, ChildHasher>> {
         self.children.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -572,7 +609,50 @@ impl Family {
         children.get(&ValuesKey(values)).map(|k| k.0.clone())
     }
 
-    /// Removes the child with these label values; returns it.
+    /// Runs `found` on the child labelled `values`, under the family's lock.
+    #[inline]
+    pub fn with_child<R>(
+        &self,
+        values: &[&str],
+        found: impl FnOnce(&Arc<Child>) -> R,
+    ) -> Option<R> {
+        self.lock_children()
+            .get(&ValuesKey(values))
+            .map(|k| found(&k.0))
+    }
+
+    /// The child labelled `values`, made by `make` (under the family's lock) if missing;
+    /// `found` runs on it under the lock too. The flag says whether it was made now.
+    pub fn get_or_insert_with<R, E>(
+        &self,
+        values: &[&str],
+        make: impl FnOnce() -> Result<Child, E>,
+        found: impl FnOnce(&Arc<Child>) -> R,
+    ) -> Result<(R, bool), E> {
+        let mut children = self.lock_children();
+        if let Some(existing) = children.get(&ValuesKey(values)) {
+            return Ok((found(&existing.0), false));
+        }
+        let child = Arc::new(make()?);
+        self.note_python_samples(&child);
+        let result = found(&child);
+        children.insert(Keyed(child));
+        Ok((result, true))
+    }
+
+    /// Adds a child, replacing one under the same label values; returns the replaced one.
+    pub fn replace_child(&self, child: Arc<Child>) -> Option<Arc<Child>> {
+        self.note_python_samples(&child);
+        let (_, replaced) = self.lock_children().replace_full(Keyed(child));
+        replaced.map(|k| k.0)
+    }
+
+    /// The child at `index` in insertion order.
+    pub fn child_at(&self, index: usize) -> Option<Arc<Child>> {
+        self.lock_children().get_index(index).map(|k| k.0.clone())
+    }
+
+    /// Removes the child with these label values (`&[&str]`, `&[String]`); returns it.
     pub fn remove<S: AsRef<str>>(&self, values: &[S]) -> Option<Arc<Child>> {
         self.lock_children()
             .shift_take(&ValuesKey(values))
@@ -870,6 +950,48 @@ mod tests {
         assert_eq!(find_sample(&f, false, "m_bucket", &labels), Some(2.0));
         assert_eq!(find_sample(&f, false, "m_sum", &labels[1..]), Some(3.5));
         assert_eq!(find_sample(&f, false, "m_bucket", &labels[1..]), None);
+    }
+
+    #[test]
+    fn borrowed_label_values_find_and_make_children() {
+        let f = family(MetricType::Counter, &["a", "b"], &[]);
+        let made = f.get_or_insert_with(
+            &["x", "y"],
+            || Ok::<_, ()>(Child::counter(&["x", "y"], 1.0)),
+            |c| c.set_handle(7),
+        );
+        assert_eq!(made, Ok(((), true)));
+        let again = f.get_or_insert_with(&["x", "y"], || Err(()), |c| c.handle());
+        assert_eq!(again, Ok((7, false)));
+        // Owned and borrowed keys meet: lookups by either find the same child.
+        assert_eq!(f.with_child(&["x", "y"], |c| c.handle()), Some(7));
+        assert_eq!(f.with_child(&["x", "yy"], |c| c.handle()), None);
+        assert_eq!(f.with_child(&["xy"], |c| c.handle()), None);
+        f.insert(Arc::new(Child::counter(&["p", "q"], 1.0)));
+        assert!(f.with_child(&["p", "q"], |_| ()).is_some());
+        assert_eq!(
+            f.child_at(1).map(|c| c.label_values().to_vec()),
+            Some(strings(&["p", "q"]))
+        );
+        let replaced = f.replace_child(Arc::new(Child::counter(&["x", "y"], 2.0)));
+        assert_eq!(replaced.map(|c| c.handle()), Some(7));
+        assert_eq!(f.with_child(&["x", "y"], |c| c.handle()), Some(0));
+        assert_eq!(f.child_at(0).map(|c| c.created()), Some(2.0));
+        assert!(f.remove(&["x", "y"]).is_some());
+        assert!(f.remove(&strings(&["p", "q"])).is_some());
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn handle_word_is_cleared_only_by_its_owner() {
+        let c = Child::gauge(&["a"]);
+        assert_eq!(c.claim_handle(5), None);
+        assert_eq!(c.claim_handle(5), None);
+        assert_eq!(c.claim_handle(6), Some(5));
+        c.clear_handle(6);
+        assert_eq!(c.handle(), 5);
+        c.clear_handle(5);
+        assert_eq!(c.handle(), 0);
     }
 
     #[test]

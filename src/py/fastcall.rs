@@ -12,14 +12,18 @@ use std::ffi::{c_int, CStr};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::types::{PyString, PyType};
 use pyo3::{Borrowed, PyClass};
 
+use super::children::Children;
 use super::metric::{Counter, Gauge, HasCore, Histogram, MetricCore, Summary};
 use super::python;
 use crate::core::family::{Child, ChildValue};
 
 type Args = *const *mut ffi::PyObject;
+
+/// Label values of a `labels()` call, on the stack for up to 8 labels.
+type Labels<T> = smallvec::SmallVec<[T; 8]>;
 
 /// A fast-path amount: an exact `int` that fits in i64, or an exact `float`.
 enum Number {
@@ -243,20 +247,20 @@ unsafe fn label_values(
     nargs: usize,
     kwnames: *mut ffi::PyObject,
     labelnames: *mut ffi::PyObject,
-) -> Option<Vec<*mut ffi::PyObject>> {
+) -> Option<Labels<*mut ffi::PyObject>> {
     let count = ffi::PyTuple_GET_SIZE(labelnames) as usize;
     let exact_str = |v: *mut ffi::PyObject| ffi::PyUnicode_CheckExact(v) != 0;
     if kwnames.is_null() {
         let values = std::slice::from_raw_parts(args, nargs);
         return (count == nargs && nargs > 0 && values.iter().all(|v| exact_str(*v)))
-            .then(|| values.to_vec());
+            .then(|| Labels::from_slice(values));
     }
     let names = ffi::PyTuple_GET_SIZE(kwnames) as usize;
     if nargs != 0 || names != count {
         return None;
     }
     let values = std::slice::from_raw_parts(args, names);
-    let mut ordered = Vec::with_capacity(count);
+    let mut ordered = Labels::with_capacity(count);
     for i in 0..count {
         let wanted = ffi::PyTuple_GET_ITEM(labelnames, i as ffi::Py_ssize_t);
         // Keyword names are interned, and so are label names written as literals: try identity
@@ -277,9 +281,29 @@ unsafe fn label_values(
     ordered.iter().all(|v| exact_str(*v)).then_some(ordered)
 }
 
-/// `labels(...)` of an existing child: one tuple built, one dict lookup. The dict is only read
-/// here; children are added and removed in Python under the metric's lock (dict reads are
-/// atomic with the GIL and in free-threaded builds).
+/// The text of exact `str` objects, or None (and no error) for one that is not UTF-8 (a lone
+/// surrogate; the full method raises for it).
+///
+/// # Safety
+/// The objects are exact `str` and outlive the returned slices.
+unsafe fn texts<'a>(values: &[*mut ffi::PyObject]) -> Option<Labels<&'a str>> {
+    let mut texts = Labels::with_capacity(values.len());
+    for v in values {
+        let mut size: ffi::Py_ssize_t = 0;
+        let data = ffi::PyUnicode_AsUTF8AndSize(*v, &mut size);
+        if data.is_null() {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        let bytes = std::slice::from_raw_parts(data.cast::<u8>(), size as usize);
+        // SAFETY: CPython's UTF-8 form of a str is valid UTF-8.
+        texts.push(std::str::from_utf8_unchecked(bytes));
+    }
+    Some(texts)
+}
+
+/// `labels(...)` with exact `str` values: the family is looked up with the borrowed text, and
+/// the child (made if missing) comes back as its live handle or a new one.
 unsafe fn labels_body<T: HasCore + PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync>(
     slf: *mut ffi::PyObject,
     args: Args,
@@ -287,49 +311,23 @@ unsafe fn labels_body<T: HasCore + PyClass<Frozen = pyo3::pyclass::boolean_struc
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     let nargs = positional_count(nargsf) as usize;
-    if let Some((children, labelnames)) = core::<T>(slf).children_dict() {
-        if let Some(values) = label_values(args, nargs, kwnames, labelnames) {
-            let key = ffi::PyTuple_New(values.len() as ffi::Py_ssize_t);
-            if key.is_null() {
-                return std::ptr::null_mut();
-            }
-            for (i, v) in values.iter().enumerate() {
-                ffi::PyTuple_SET_ITEM(key, i as ffi::Py_ssize_t, ffi::Py_NewRef(*v));
-            }
-            let child = ffi::PyDict_GetItemWithError(children, key);
-            if !child.is_null() {
-                ffi::Py_DecRef(key);
-                return ffi::Py_NewRef(child);
-            }
-            if !ffi::PyErr_Occurred().is_null() {
-                ffi::Py_DecRef(key);
-                return std::ptr::null_mut();
-            }
-            // A new child of one of the four classes is built natively.
-            let py = Python::assume_attached();
+    let py = Python::assume_attached();
+    if let Some((children, labelnames)) = core::<T>(slf).children() {
+        let values = label_values(args, nargs, kwnames, labelnames);
+        if let Some(texts) = values.as_deref().and_then(|v| texts(v)) {
             let parent = Borrowed::from_ptr(py, slf);
-            let key = Bound::from_owned_ptr(py, key).cast_into_unchecked::<PyTuple>();
-            if let Some(created) = core::<T>(slf).add_child_if_native(&parent, &key) {
-                return match created {
-                    Ok(child) => child.into_ptr(),
-                    Err(e) => {
-                        e.restore(py);
-                        std::ptr::null_mut()
-                    }
-                };
-            }
-            // A subclass builds its child with its own constructor, in the Python `labels`
-            // (the key is well-formed, so the full native `_labels` would only repeat this).
-            return forward(slf, args, nargsf, kwnames, intern!(py, "_labels_slow"));
+            return match Children::labels(children.bind(py), &parent, &texts) {
+                Ok(Some(child)) => child.into_ptr(),
+                // A subclass builds its child with its own constructor, in the Python `labels`.
+                Ok(None) => forward(slf, args, nargsf, kwnames, intern!(py, "_labels_slow")),
+                Err(e) => {
+                    e.restore(py);
+                    std::ptr::null_mut()
+                }
+            };
         }
     }
-    forward(
-        slf,
-        args,
-        nargsf,
-        kwnames,
-        intern!(Python::assume_attached(), "_labels"),
-    )
+    forward(slf, args, nargsf, kwnames, intern!(py, "_labels"))
 }
 
 /// Runs a fast path, turning a Rust panic into a Python exception (it must never unwind

@@ -6,6 +6,7 @@
 //! method descriptors applies (it requires the exact type), and they reach the atomics in the
 //! core without a Python frame.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::buffer::PyBuffer;
@@ -17,13 +18,14 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::amount::{self, Amount, Arg};
 use super::attributes::{self, Attributes};
+use super::children::Children;
 use super::errors::{multiprocess_file_error, runtime_error, value_error};
 use super::python;
 use super::timer::Timer;
 use super::value::{Part, ValueView};
 use crate::core::family::{find_sample, Child, ChildValue, Family};
 use crate::core::model::{Exemplar, MetricType};
-use crate::core::multiprocess::mapped::{self, MappedSpec};
+use crate::core::multiprocess::mapped::MappedSpec;
 use crate::core::native_histogram::NativeConfig;
 use crate::core::observations::{ObservationCells, ObservationsPlan};
 use crate::core::quantiles::{Objective, QuantileSpec};
@@ -53,10 +55,8 @@ struct State {
     family: Option<Arc<Family>>,
     /// The value cells of an observable metric (unlabelled, or a child).
     child: Option<Arc<Child>>,
-    /// A labelled parent's children by label-value tuple, shared with Python's `_metrics`.
-    /// Lookups read it without a lock: dict reads are atomic with or without the GIL, and
-    /// every insert or removal happens in Python under the metric's `_lock`.
-    children: Option<Py<PyDict>>,
+    /// A labelled parent's children as Python's `_metrics` (the family holds them).
+    children: Option<Py<Children>>,
     labelnames: Py<PyTuple>,
     /// A gauge in a `mostrecent` multiprocess mode refuses `inc` and `dec`.
     most_recent: bool,
@@ -96,17 +96,17 @@ fn build_family(slf: &Bound<'_, PyAny>, kind: Kind) -> PyResult<(Arc<Family>, bo
 }
 
 /// A child's cells: in process memory, or in multiprocess mode entries of this process's file.
-fn new_cells(
+fn cells(
     kind: Kind,
     multiprocess: Option<&MappedSpec>,
     labelnames: &[String],
-    labels: &[String],
+    labels: &[impl AsRef<str>],
     plan: &Arc<ObservationsPlan>,
     created: f64,
-) -> PyResult<Child> {
+) -> std::io::Result<Child> {
     if let Some(spec) = multiprocess {
-        return Child::mapped(spec, labelnames, labels, plan, created)
-            .map_err(multiprocess_file_error);
+        let labels: Vec<String> = labels.iter().map(|v| v.as_ref().to_owned()).collect();
+        return Child::mapped(spec, labelnames, &labels, plan, created);
     }
     Ok(match kind {
         Kind::Counter => Child::counter(labels, created),
@@ -283,6 +283,22 @@ pub struct MetricCore {
     /// The amount each exemplar was recorded with, as passed (`collect()` returns it as is;
     /// the writers use the float the core keeps).
     exemplar_amounts: OnceLock<Box<ExemplarAmounts>>,
+    /// A child object: its parent's children (which pin it when it must outlive its uses).
+    owner: OnceLock<Py<Children>>,
+    /// This object's address once it is its child's handle (see `children.rs`), else 0.
+    handle_word: AtomicUsize,
+}
+
+impl Drop for MetricCore {
+    fn drop(&mut self) {
+        // First of all: from here on the child's handle word must not lead to this object.
+        let word = *self.handle_word.get_mut();
+        if let Some(child) = self.state.get().and_then(|s| s.child.as_ref()) {
+            if word != 0 {
+                child.clear_handle(word);
+            }
+        }
+    }
 }
 
 impl MetricCore {
@@ -294,6 +310,8 @@ impl MetricCore {
             attributes: Attributes::default(),
             child_attributes: PyOnceLock::new(),
             exemplar_amounts: OnceLock::new(),
+            owner: OnceLock::new(),
+            handle_word: AtomicUsize::new(0),
         }
     }
 
@@ -304,6 +322,9 @@ impl MetricCore {
         if let Some(children) = self.state.get().and_then(|s| s.children.as_ref()) {
             visit.call(children)?;
         }
+        if let Some(owner) = self.owner.get() {
+            visit.call(owner)?;
+        }
         if let Ok(values) = self.labelvalues.try_lock() {
             if let Some(values) = values.as_ref() {
                 visit.call(values)?;
@@ -313,14 +334,32 @@ impl MetricCore {
     }
 
     fn labelvalues(&self, slf: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let values = self.labelvalues.lock().unwrap_or_else(|e| e.into_inner());
-        values
+        let py = slf.py();
+        if let Some(values) = self
+            .labelvalues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|v| v.clone_ref(slf.py()))
-            .ok_or_else(|| missing_attribute(slf, "_labelvalues"))
+        {
+            return Ok(values.clone_ref(py));
+        }
+        // A handle's tuple is made at the first use.
+        if let (Some(_), Some(child)) = (self.owner.get(), self.observable_child()) {
+            let values = PyTuple::new(py, child.label_values().iter().collect::<Vec<_>>())?
+                .into_any()
+                .unbind();
+            let mut slot = self.labelvalues.lock().unwrap_or_else(|e| e.into_inner());
+            return Ok(slot.get_or_insert(values).clone_ref(py));
+        }
+        Err(missing_attribute(slf, "_labelvalues"))
     }
 
-    fn set_labelvalues(&self, value: Option<Py<PyAny>>) {
+    fn set_labelvalues(&self, py: Python<'_>, value: Option<Py<PyAny>>) {
+        self.pin(py);
+        self.replace_labelvalues(value)
+    }
+
+    fn replace_labelvalues(&self, value: Option<Py<PyAny>>) {
         // The old value is freed after the lock is released (a finalizer may run Python).
         let old = std::mem::replace(
             &mut *self.labelvalues.lock().unwrap_or_else(|e| e.into_inner()),
@@ -337,6 +376,38 @@ impl MetricCore {
             self.attributes.copy_without(py, &parent_only)
         })?;
         Ok(template.bind(py))
+    }
+
+    /// A handle that now holds something of its own stays alive while its child exists.
+    pub fn pin(&self, py: Python<'_>) {
+        let word = self.handle_word.load(Ordering::Acquire);
+        if let (Some(owner), Some(child), true) = (
+            self.owner.get(),
+            self.state.get().and_then(|s| s.child.as_ref()),
+            word != 0,
+        ) {
+            // SAFETY: the word is this live object's address.
+            let this =
+                unsafe { Bound::from_borrowed_ptr(py, word as *mut pyo3::ffi::PyObject).unbind() };
+            owner.get().pin(py, child, this);
+        }
+    }
+
+    /// The cells of an observable metric (unlabelled, or a child).
+    pub fn cells(&self) -> Option<&Arc<Child>> {
+        self.state.get()?.child.as_ref()
+    }
+
+    /// Makes `obj` (whose core this is) its child's handle, unless another live handle is:
+    /// returns that one's address.
+    pub fn register_handle(&self, obj: &Bound<'_, PyAny>) -> Option<usize> {
+        let child = self.observable_child()?;
+        let word = obj.as_ptr() as usize;
+        let existing = child.claim_handle(word);
+        if existing.is_none() {
+            self.handle_word.store(word, Ordering::Release);
+        }
+        existing
     }
 
     #[inline]
@@ -390,26 +461,26 @@ impl MetricCore {
         self.state.get().is_some_and(|s| s.most_recent) && child.is_mapped()
     }
 
-    /// A labelled parent's dict of children and tuple of label names (borrowed pointers).
+    /// A labelled parent's children and tuple of label names (a borrowed pointer).
     #[inline(always)]
-    pub fn children_dict(&self) -> Option<(*mut pyo3::ffi::PyObject, *mut pyo3::ffi::PyObject)> {
+    pub fn children(&self) -> Option<(&Py<Children>, *mut pyo3::ffi::PyObject)> {
         let state = self.state.get()?;
-        Some((state.children.as_ref()?.as_ptr(), state.labelnames.as_ptr()))
+        Some((state.children.as_ref()?, state.labelnames.as_ptr()))
     }
 
     /// The family to render natively, or None when Python must produce the samples.
-    pub fn native_family(&self, py: Python<'_>) -> Option<&Arc<Family>> {
+    pub fn native_family(&self, _py: Python<'_>) -> Option<&Arc<Family>> {
         let state = self.state.get()?;
         let family = state.family.as_ref()?;
-        if let Some(children) = &state.children {
-            sync_children(family, children.bind(py));
-        }
         (state.renders_natively && !family.needs_python()).then_some(family)
     }
 
-    fn init_parent(&self, slf: &Bound<'_, PyAny>) -> PyResult<Py<PyDict>> {
+    fn init_parent(&self, slf: &Bound<'_, PyAny>) -> PyResult<Py<Children>> {
         let (family, renders_natively) = build_family(slf, self.kind)?;
-        let children = PyDict::new(slf.py()).unbind();
+        let children = Py::new(
+            slf.py(),
+            Children::new(family.clone(), slf.clone().unbind()),
+        )?;
         let state = State {
             family: Some(family),
             child: None,
@@ -440,14 +511,17 @@ impl MetricCore {
             native_config(slf, self.kind)?,
             quantile_spec(slf, self.kind)?,
         ));
-        let child = Arc::new(new_cells(
-            self.kind,
-            multiprocess.as_deref(),
-            &labelnames,
-            &labels,
-            &plan,
-            created,
-        )?);
+        let child = Arc::new(
+            cells(
+                self.kind,
+                multiprocess.as_deref(),
+                &labelnames,
+                &labels,
+                &plan,
+                created,
+            )
+            .map_err(multiprocess_file_error)?,
+        );
         let (family, renders_natively) = if top_level {
             let (family, native) = build_family(slf, self.kind)?;
             family.insert(child.clone());
@@ -470,9 +544,8 @@ impl MetricCore {
         set_state(self, state)
     }
 
-    /// The child for these label values. Existing children are found here; anything else
-    /// (a new child, or a call that raises) goes to the Python `labels`.
-    #[inline]
+    /// The child for these label values, found or made natively; anything else (a new child
+    /// of a subclass, or a call that raises) goes to the Python `labels`.
     fn labels<'py>(
         &self,
         slf: &Bound<'py, PyAny>,
@@ -492,115 +565,77 @@ impl MetricCore {
                 Some(_) => None,
             };
             if let Some(key) = key {
-                if let Some(child) = children.bind(py).get_item(&key)? {
+                let strings = key
+                    .iter()
+                    .map(|v| Ok(v.cast_into::<PyString>()?))
+                    .collect::<PyResult<Vec<_>>>()?;
+                let values = strings
+                    .iter()
+                    .map(|v| v.to_str())
+                    .collect::<PyResult<Vec<&str>>>()?;
+                let children = children.bind(py);
+                if let Some(child) = Children::labels(children, slf, &values)? {
                     return Ok(child);
-                }
-                if let Some(created) = self.add_child_if_native(slf, &key) {
-                    return created;
                 }
             }
         }
         slf.call_method("_labels_slow", args.clone(), kwargs)
     }
 
-    /// Creates the child for `key` without running the Python constructor: it gets a copy of
-    /// the parent's attributes (as the constructor would set them) and its own cells. Only for
-    /// the four classes themselves; a subclass's constructor may do more, so it runs as usual.
-    pub fn add_child_if_native<'py>(
-        &self,
-        slf: &Bound<'py, PyAny>,
-        key: &Bound<'py, PyTuple>,
-    ) -> Option<PyResult<Bound<'py, PyAny>>> {
-        is_native_class(slf).then(|| self.add_child(slf, key))
-    }
-
-    fn add_child<'py>(
-        &self,
-        slf: &Bound<'py, PyAny>,
-        key: &Bound<'py, PyTuple>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let lock = slf.getattr(intern!(py, "_lock"))?;
-        lock.call_method0(intern!(py, "acquire"))?;
-        let child = self.add_child_locked(slf, key);
-        lock.call_method0(intern!(py, "release"))?;
-        child
-    }
-
-    fn add_child_locked<'py>(
-        &self,
-        slf: &Bound<'py, PyAny>,
-        key: &Bound<'py, PyTuple>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let state = self.state()?;
-        let (Some(family), Some(children)) = (&state.family, &state.children) else {
-            return Err(value_error("not a labelled metric"));
-        };
-        let children = children.bind(py);
-        if let Some(existing) = children.get_item(key)? {
-            return Ok(existing);
+    /// When a new child of this parent is created.
+    pub fn creation_time(&self, py: Python<'_>) -> PyResult<f64> {
+        match self.kind {
+            Kind::Gauge => Ok(0.0),
+            _ => python::time_now(py),
         }
-        let labels = key
-            .iter()
-            .map(|v| Ok(v.cast_into::<PyString>()?.to_str()?.to_owned()))
-            .collect::<PyResult<Vec<_>>>()?;
-        let created = python::time_now(py)?;
-        let cells = Arc::new(new_cells(
+    }
+
+    /// The cells of a new child of this parent labelled `values` (in multiprocess mode,
+    /// entries of this process's file).
+    pub fn new_cells(&self, values: &[&str], created: f64) -> std::io::Result<Child> {
+        let Some(state) = self.state.get() else {
+            return Err(std::io::Error::other("metric is not initialised"));
+        };
+        let Some(family) = &state.family else {
+            return Err(std::io::Error::other("not a labelled metric"));
+        };
+        cells(
             self.kind,
             state.multiprocess.as_deref(),
             &family.labelnames,
-            &labels,
+            values,
             family.observations_plan(),
             created,
-        )?);
-        let child = new_instance(py, self.kind)?;
+        )
+    }
+
+    /// A child object of this parent (`slf`) for `child`'s cells: one of the four classes,
+    /// made without its Python constructor, with the parent's attributes (as the constructor
+    /// would set them), its label values made at their first use.
+    pub fn new_handle<'py>(
+        &self,
+        slf: &Bound<'py, PyAny>,
+        owner: &Bound<'py, Children>,
+        child: Arc<Child>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let state = self.state()?;
+        let handle = new_instance(py, self.kind)?;
         let child_state = State {
             family: None,
-            child: Some(cells.clone()),
+            child: Some(child),
             children: None,
             labelnames: state.labelnames.clone_ref(py),
             most_recent: state.most_recent,
             renders_natively: true,
             multiprocess: state.multiprocess.clone(),
         };
-        if let Some(core) = metric_core(&child) {
+        if let Some(core) = metric_core(&handle) {
             set_state(core, child_state)?;
-            core.set_labelvalues(Some(key.clone().into_any().unbind()));
             core.attributes.share(self.child_attributes(slf)?);
+            let _ = core.owner.set(owner.clone().unbind());
         }
-        children.set_item(key, &child)?;
-        family.insert(cells);
-        Ok(child)
-    }
-
-    fn link_child(&self, child: &Bound<'_, PyAny>) -> PyResult<()> {
-        let Some(family) = &self.state()?.family else {
-            return Ok(());
-        };
-        if let Some(cells) = metric_core(child)
-            .and_then(|c| c.state.get())
-            .and_then(|s| s.child.clone())
-        {
-            family.insert(cells);
-        }
-        Ok(())
-    }
-
-    fn unlink_children(&self, keys: Option<Vec<Vec<String>>>) -> PyResult<()> {
-        let Some(family) = &self.state()?.family else {
-            return Ok(());
-        };
-        let removed = match keys {
-            None => family.clear(),
-            Some(keys) => keys.iter().filter_map(|k| family.remove(k)).collect(),
-        };
-        // Multiprocess mode: the series leave this process's files too.
-        let slots: Vec<_> = removed.iter().flat_map(|c| c.slots_to_remove()).collect();
-        if !slots.is_empty() {
-            mapped::remove(&slots).map_err(multiprocess_file_error)?;
-        }
-        Ok(())
+        Ok(handle)
     }
 
     fn sample_value(
@@ -703,13 +738,19 @@ impl MetricCore {
     ) -> PyResult<()> {
         if let Some(labels) = labels.filter(|e| e.is_truthy().unwrap_or(false)) {
             let exemplar = exemplar_from_python(py, labels, value, python::time_now(py)?)?;
-            self.store_exemplar(slot, exemplar, amount)?;
+            self.store_exemplar(py, slot, exemplar, amount)?;
         }
         Ok(())
     }
 
     /// Keeps `exemplar` in `slot`, with the amount as passed (what `collect()` returns).
-    fn store_exemplar(&self, slot: usize, exemplar: Exemplar, amount: Py<PyAny>) -> PyResult<()> {
+    fn store_exemplar(
+        &self,
+        py: Python<'_>,
+        slot: usize,
+        exemplar: Exemplar,
+        amount: Py<PyAny>,
+    ) -> PyResult<()> {
         let amounts = self.exemplar_amounts.get_or_init(Box::default);
         let mut amounts = amounts.lock().unwrap_or_else(|e| e.into_inner());
         if amounts.len() <= slot {
@@ -721,6 +762,8 @@ impl MetricCore {
         // thread that forks, and no lock may be held then (see core::fork).
         drop(replaced);
         self.child()?.set_exemplar(slot, exemplar);
+        // The amount lives in this object only.
+        self.pin(py);
         Ok(())
     }
 
@@ -810,21 +853,6 @@ pub fn record_duration(
     true
 }
 
-/// Follows changes made to a parent's `_metrics` dict directly (code in the wild calls
-/// `metric._metrics.clear()` or deletes entries to reset metrics between tests): when the dict
-/// and the family disagree in size, the dict, in its order, is what the family holds.
-fn sync_children(family: &Family, children: &Bound<'_, PyDict>) {
-    if children.len() == family.len() {
-        return;
-    }
-    let cells = children
-        .values()
-        .iter()
-        .filter_map(|child| metric_core(&child)?.state.get()?.child.clone())
-        .collect();
-    family.replace(cells);
-}
-
 /// `setattr` (`delattr` when `value` is None) on a metric: its attribute store.
 fn set_attribute(
     obj: &Bound<'_, PyAny>,
@@ -833,7 +861,9 @@ fn set_attribute(
     value: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     let exact = is_native_class(obj);
-    attributes::set_attribute(obj, &core.attributes, exact, name, value)
+    attributes::set_attribute(obj, &core.attributes, exact, name, value)?;
+    core.pin(obj.py());
+    Ok(())
 }
 
 /// Whether `obj`'s class is one of the four (not a subclass).
@@ -919,8 +949,8 @@ macro_rules! metric_methods {
                 }
             }
 
-            /// Sets up a labelled parent; returns the dict of children (Python's `_metrics`).
-            fn _init_parent(slf: &Bound<'_, Self>) -> PyResult<Py<PyDict>> {
+            /// Sets up a labelled parent; returns its children (Python's `_metrics`).
+            fn _init_parent(slf: &Bound<'_, Self>) -> PyResult<Py<Children>> {
                 slf.get().core.init_parent(slf.as_any())
             }
 
@@ -937,22 +967,6 @@ macro_rules! metric_methods {
                 kwargs: Option<&Bound<'py, PyDict>>,
             ) -> PyResult<Bound<'py, PyAny>> {
                 slf.get().core.labels(slf.as_any(), args, kwargs)
-            }
-
-            /// A child was added to `_metrics` (under the metric's `_lock`). The family keys it
-            /// by the child's own `_labelvalues`; `key` mirrors the Python hook's signature.
-            fn _link_child(
-                &self,
-                key: &Bound<'_, PyAny>,
-                child: &Bound<'_, PyAny>,
-            ) -> PyResult<()> {
-                let _ = key;
-                self.core.link_child(child)
-            }
-
-            /// Children were removed from `_metrics`; `None` means all of them.
-            fn _unlink_children(&self, keys: Option<Vec<Vec<String>>>) -> PyResult<()> {
-                self.core.unlink_children(keys)
             }
 
             /// `(found, value)` of the first sample named `name` with exactly `labels`, read from
@@ -1015,8 +1029,8 @@ macro_rules! metric_methods {
             }
 
             #[setter(_labelvalues)]
-            fn set_labelvalues(&self, value: Option<Py<PyAny>>) {
-                self.core.set_labelvalues(value)
+            fn set_labelvalues(&self, py: Python<'_>, value: Option<Py<PyAny>>) {
+                self.core.set_labelvalues(py, value)
             }
 
             fn __setattr__(
@@ -1034,6 +1048,8 @@ macro_rules! metric_methods {
             /// The attributes, as `vars()` shows them (this object's own dict from now on).
             #[getter(__dict__)]
             fn attribute_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+                // The caller may change it: a handle keeps it from now on.
+                slf.get().core.pin(slf.py());
                 slf.get().core.attributes.own(slf.py())
             }
 
@@ -1313,7 +1329,7 @@ impl Histogram {
         }
         if let Some(bucket) = bucket {
             self.core
-                .store_exemplar(bucket, built, amount.clone().unbind())?;
+                .store_exemplar(py, bucket, built, amount.clone().unbind())?;
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 mod amount;
 mod attributes;
 mod awaitable;
+mod children;
 mod decorators;
 mod errors;
 mod fastcall;
@@ -70,6 +71,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<metric::Gauge>()?;
     m.add_class::<metric::Summary>()?;
     m.add_class::<metric::Histogram>()?;
+    m.add_class::<children::Children>()?;
     fastcall::install_all(m.py())?;
     python::remember_time_builtin(m.py())?;
     m.add_class::<value::ValueView>()?;
