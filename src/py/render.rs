@@ -16,6 +16,7 @@ use super::metric::metric_core;
 use super::multiprocess::MergedFamilies;
 use super::python;
 use crate::core::multiprocess::merge::MergedFamily;
+use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::core::family::{Family, FamilyView};
@@ -111,12 +112,13 @@ pub(super) fn render<'py>(
     format: Format,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let items = gather(py, registry, format)?;
-    let mut out = RENDER_BUFFER.take();
+    // `try_with`: a thread's locals are gone while it exits; it renders in a fresh buffer then.
+    let mut out = RENDER_BUFFER.try_with(Cell::take).unwrap_or_default();
     out.clear();
     let written = py.detach(|| write_items_into(&mut out, items, escaping, format));
     let bytes = written.map(|()| PyBytes::new(py, &out));
     if out.capacity() <= KEPT_BUFFER_LIMIT {
-        RENDER_BUFFER.set(out);
+        let _ = RENDER_BUFFER.try_with(|kept| kept.set(out));
     }
     bytes.map_err(|e| PyErr::from(Error::from(e)))
 }
@@ -129,7 +131,7 @@ thread_local! {
     /// out). A buffer grown afresh for every scrape costs more than its lines: once it passes
     /// glibc's largest mmap threshold (32 MiB) every scrape maps it anew and faults each page
     /// in, and it is copied at every doubling.
-    static RENDER_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    static RENDER_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// Writes the items into one buffer; runs without the GIL.
