@@ -297,6 +297,15 @@ def scrape_case(fmt, n):
                 f'{name}, {n // 1000}k series', 50, 'scrape', setup, param=n)
 
 
+def counters_registry(lib: Lib, n: int):
+    """A registry of one counter with n children (3 labels), as in scrape_registry."""
+    reg = lib.mod.CollectorRegistry()
+    counter = lib.mod.Counter('bench_requests', 'Requests served.', ['method', 'path', 'status'], registry=reg)
+    for i in range(n):
+        counter.labels(METHODS[i % 4], f'/api/v1/item/{i}', STATUSES[i % 5]).inc(i % 7 + 1)
+    return reg
+
+
 def get_sample_value_setup(L):
     reg, labels = scrape_registry(L.name, 10_000)
     return "reg.get_sample_value('bench_requests_total', labels)", {'reg': reg, 'labels': labels}
@@ -354,6 +363,8 @@ CASES: List[Case] = [
     Case('labels_new_scaling', 'labels(...) creating a Counter child: ns per child at 10^6 / at 10^3', 1.5,
          'create_scaling'),
     *[scrape_case(fmt, n) for fmt in ('text', 'om') for n in (1_000, 10_000, 100_000)],
+    Case('scrape_created_lines', 'generate_latest, 100k counters: ns per _created line / ns per value line',
+         1.25, 'created_lines', param=100_000),
     Case('get_sample_value_10k', 'get_sample_value(), 10k series', 100, 'lookup', get_sample_value_setup),
     Case('memory_counter_200k', 'RSS of 200k Counter children, 2 labels', 0.25, 'memory', param='Counter'),
     Case('memory_gauge_200k', 'RSS of 200k Gauge children, 2 labels', 0.25, 'memory', param='Gauge'),
@@ -419,7 +430,7 @@ def med(xs: List[float]) -> float:
 # Every other kind: speed-up. 'ratio': fastprom / reference (or fastprom / itself at a smaller
 # size) at most the goal; 'max': fastprom's own value at most the goal.
 GOAL_TYPES = {'memory': 'ratio', 'gil': 'percent', 'http_gil': 'percent', 'create_scaling': 'ratio',
-              'lookup_scaling': 'ratio', 'cpu_scrape': 'max'}
+              'lookup_scaling': 'ratio', 'cpu_scrape': 'max', 'created_lines': 'ratio'}
 
 
 def row(case: Case, unit: str, ref: Optional[float], fp: Optional[float], **extra) -> dict:
@@ -538,6 +549,48 @@ def run_cpu_scrape(case: Case, cfg: Config) -> dict:
         seconds.append(time.process_time() - start)
     return row(case, 's', None, med(seconds), notes=f'{case.param} sample lines, median of 3 scrapes',
                samples={FP.name: seconds})
+
+
+def created_line_costs(lib: Lib, n: int, rounds: int) -> Tuple[List[float], List[float]]:
+    """CPU ns per sample line of text scrapes of n counters with their _created series and
+    without them (`disable_created_metrics()`), interleaved round by round. CPU time: the
+    difference of two scrapes is small against the noise of a loaded machine's wall clock."""
+    reg = counters_registry(lib, n)
+    samples: Dict[bool, List[float]] = {True: [], False: []}
+    try:
+        for r in range(rounds + 1):
+            for created in rotate([True, False], r):
+                (lib.mod.enable_created_metrics if created else lib.mod.disable_created_metrics)()
+                gc.collect()
+                start = time.process_time()
+                lib.mod.generate_latest(reg)
+                if r:       # the first round warms up
+                    samples[created].append((time.process_time() - start) / n * 1e9)
+    finally:
+        lib.mod.enable_created_metrics()
+    return samples[True], samples[False]
+
+
+def run_created_lines(case: Case, cfg: Config) -> dict:
+    """ns per _created line over ns per value line: the scrape with created series less the one
+    without in the same round (median over rounds), over the one without (each has one value
+    line per counter). The reference's
+    figures, measured the same way, are in the notes."""
+    n, rounds = case.param, 2 * cfg.scrape_rounds[100_000]
+    costs = {}
+    for lib in (FP, REF):
+        with_created, without = created_line_costs(lib, n, rounds)
+        # Differences of the scrapes of one round: the load of the machine drifts less in one.
+        created_ns = med([w - wo for w, wo in zip(with_created, without)])
+        costs[lib.name] = (med(without), created_ns, with_created, without)
+    value_ns, created_ns, with_created, without = costs[FP.name]
+    ref_value, ref_created = costs[REF.name][:2]
+    notes = (f'fastprom {value_ns:.0f} ns per value line, {created_ns:.0f} ns per _created line; '
+             f'prometheus_client {ref_value:.0f} and {ref_created:.0f} ns (ratio {ref_created / ref_value:.2f})')
+    result = row(case, 'ns', None, created_ns, ratio=created_ns / value_ns, notes=notes,
+                 samples={FP.name: with_created, f'{FP.name} without created': without})
+    result['goal_text'] = f'<= {case.goal:g}x a value line'
+    return result
 
 
 def run_lookup_scaling(case: Case, cfg: Config) -> dict:
@@ -779,7 +832,7 @@ def run_parse(case: Case, cfg: Config) -> dict:
 RUNNERS = {'parse': run_parse, 'micro': run_micro, 'create': run_create, 'scrape': run_scrape, 'lookup': run_lookup,
            'memory': run_memory, 'many': run_many, 'gil': run_gil, 'http_gil': run_http_gil, 'mp': run_mp,
            'middleware': run_middleware, 'create_scaling': run_create_scaling, 'cpu_scrape': run_cpu_scrape,
-           'lookup_scaling': run_lookup_scaling}
+           'lookup_scaling': run_lookup_scaling, 'created_lines': run_created_lines}
 
 
 # --------------------------------------------------------------------------

@@ -728,6 +728,89 @@ def test_mostrecent_set_stamps_the_time_of_the_call(tmp_path):
     assert [e[1:] for e in written[IMPL]['gauge_mostrecent']] == [(2.5, 1300.25)]
     assert [e[1:] for e in written[IMPL]['gauge_livemostrecent']] == [(1.0, 1400.0)]
 
+
+MOST_RECENT_SERVER = """
+import sys
+lib = __import__(sys.argv[1])
+gauge = lib.Gauge('g_latest', 'g', ['k'], multiprocess_mode='mostrecent', registry=None)
+for line in sys.stdin:
+    key, amount = line.split()
+    gauge.labels(key).set(float(amount))
+    print('set', flush=True)
+"""
+
+# Linux's coarse wall clock, the one fastprom stamps `mostrecent` sets with (the time module
+# has no name for it).
+CLOCK_REALTIME_COARSE = 5
+
+
+def wait_two_ticks():
+    """Long enough that a coarse reading after it is later than any reading before it."""
+    time.sleep(2 * time.clock_getres(CLOCK_REALTIME_COARSE) + 0.001)
+
+
+def set_in(process, key, amount):
+    process.stdin.write(f'{key} {amount}\n')
+    process.stdin.flush()
+    assert process.stdout.readline() == 'set\n'
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='the coarse clock is Linux\'s')
+@pytest.mark.parametrize('writers', [(IMPL, IMPL), (REF, IMPL), (IMPL, REF)],
+                         ids=['fastprom', 'ref_then_fastprom', 'fastprom_then_ref'])
+def test_mostrecent_set_at_a_later_tick_in_another_process_wins(writers, tmp_path):
+    """fastprom stamps `mostrecent` sets with the coarse wall clock (one kernel tick of
+    resolution). A set made two ticks after another, in another process, wins for both
+    collectors, also against the reference's precise stamps. Process 0 sets `a` first and
+    `b` last, so a collector keeping the file it reads first would get one of them wrong."""
+    d = tmp_path / 'mp'
+    d.mkdir()
+    processes = [subprocess.Popen([sys.executable, '-c', MOST_RECENT_SERVER, lib],
+                                  env=script_env(lib, d), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+                 for lib in writers]
+    try:
+        set_in(processes[0], 'a', 1.0)
+        wait_two_ticks()
+        set_in(processes[1], 'a', 2.0)
+        set_in(processes[1], 'b', 3.0)
+        wait_two_ticks()
+        set_in(processes[0], 'b', 4.0)
+    finally:
+        for process in processes:
+            process.stdin.close()
+            assert process.wait(timeout=SCRIPT_TIMEOUT) == 0
+    texts = {reader: collect_text(reader, d, tmp_path) for reader in LIBS}
+    assert_same_bytes(texts[REF], texts[IMPL], 'collecting the mostrecent gauge')
+    samples = samples_of(texts[IMPL])
+    assert (value(samples, 'g_latest', k='a'), value(samples, 'g_latest', k='b')) == (2.0, 4.0)
+
+
+MOST_RECENT_SAME_TIME = """
+import sys
+from unittest import mock
+lib = __import__(sys.argv[1])
+gauge = lib.Gauge('g_tied', 'g', multiprocess_mode='mostrecent', registry=None)
+with mock.patch('time.time', return_value=1000.0):
+    gauge.set(float(sys.argv[2]))
+"""
+
+
+def test_mostrecent_sets_with_the_same_time_keep_the_first_file_read(tmp_path):
+    """Sets stamped with the same time (two processes within one tick of fastprom's coarse
+    clock can be): neither is later, and both collectors keep the value of the first file in
+    directory order."""
+    d = tmp_path / 'mp'
+    d.mkdir()
+    for amount in (1.0, 2.0, 3.0):
+        subprocess.run([sys.executable, '-c', MOST_RECENT_SAME_TIME, IMPL, str(amount)],
+                       env=script_env(IMPL, d), check=True, timeout=SCRIPT_TIMEOUT)
+    first = glob.glob(os.path.join(str(d), 'gauge_mostrecent_*.db'))[0]
+    [(_, expected, stamp, _)] = entries(first)
+    assert stamp == 1000.0
+    for reader in LIBS:
+        assert value(samples_of(collect_text(reader, d, tmp_path)), 'g_tied') == expected, reader
+
 DEPRECATION = ('prometheus_multiproc_dir variable has been deprecated in favor of the upper '
                'case naming PROMETHEUS_MULTIPROC_DIR')
 

@@ -171,16 +171,46 @@ fn round_trips(digits: u64, exp10: i32, v: f64) -> bool {
     parsed == Some(v)
 }
 
-/// Writes `n` in decimal at the end of `buf` and returns that slice.
+/// "00", "01", ..., "99": two digits per table lookup.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+fn digit_pair(n: u32) -> [u8; 2] {
+    let i = n as usize * 2;
+    [DIGIT_PAIRS[i], DIGIT_PAIRS[i + 1]]
+}
+
+/// Writes `n` in decimal at the end of `buf` and returns that slice. Blocks of eight digits,
+/// then pairs: short chains of dependent divisions (a 17-digit timestamp in every `_created`
+/// line comes here).
 fn write_u64_into(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut pos = buf.len();
-    loop {
+    while n >= 100_000_000 {
+        let block = (n % 100_000_000) as u32;
+        n /= 100_000_000;
+        let (high, low) = (block / 10_000, block % 10_000);
+        pos -= 8;
+        buf[pos..pos + 2].copy_from_slice(&digit_pair(high / 100));
+        buf[pos + 2..pos + 4].copy_from_slice(&digit_pair(high % 100));
+        buf[pos + 4..pos + 6].copy_from_slice(&digit_pair(low / 100));
+        buf[pos + 6..pos + 8].copy_from_slice(&digit_pair(low % 100));
+    }
+    let mut n = n as u32;
+    while n >= 100 {
+        pos -= 2;
+        buf[pos..pos + 2].copy_from_slice(&digit_pair(n % 100));
+        n /= 100;
+    }
+    if n >= 10 {
+        pos -= 2;
+        buf[pos..pos + 2].copy_from_slice(&digit_pair(n));
+    } else {
         pos -= 1;
-        buf[pos] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        buf[pos] = b'0' + n as u8;
     }
     &buf[pos..]
 }
@@ -266,39 +296,96 @@ pub fn python_float_repr(v: f64) -> String {
     String::from_utf8(out).expect("float repr is ASCII")
 }
 
-/// `floatToGoString` of a non-integer in [1e6, 1e16) (timestamps: every `_created` line) from
-/// ryu's digits as printed, `iii.fff` in this range. False, with nothing written, when the last
-/// digit may be one side of a tie that Python breaks toward the even digit (the general path
-/// decides those).
-fn write_go_positional(out: &mut Vec<u8>, v: f64) -> bool {
-    let mut buffer = ryu::Buffer::new();
-    let text = buffer.format_finite(v).as_bytes();
-    let Some(point) = text.iter().position(|&b| b == b'.') else {
+/// 10**k for k in 0..20.
+const POW10: [u64; 20] = {
+    let mut table = [1u64; 20];
+    let mut k = 1;
+    while k < 20 {
+        table[k] = table[k - 1] * 10;
+        k += 1;
+    }
+    table
+};
+
+/// For each power of two 2**s (s <= 33), the least k with 10**k >= 2**s.
+const FIRST_WIDE_K: [u32; 34] = {
+    let mut table = [0u32; 34];
+    let mut shift = 0;
+    while shift < 34 {
+        let mut k = 0;
+        while POW10[k as usize] < 1 << shift {
+            k += 1;
+        }
+        table[shift] = k;
+        shift += 1;
+    }
+    table
+};
+
+/// The shortest `digits / 10**k` (k >= 1) that reads back as `v`, a non-integer of at least
+/// 1e6, and among those the nearest to `v` (an exact tie: the even one), as Python's repr
+/// picks them. Exact integer arithmetic on `v = m / 2**shift` (shift <= 33 here); `None` for a
+/// power of two, whose rounding interval is lopsided (the general path handles it).
+///
+/// Candidates exist at every k from the shortest one up, and surely once `10**k >= 2**shift`
+/// (the interval is then at least one unit wide): start there and go down while they exist.
+fn shortest_fraction(v: f64) -> Option<(u64, u32)> {
+    let bits = v.to_bits();
+    let shift = 1075 - ((bits >> 52) & 0x7ff) as u32;
+    let m = (bits & ((1 << 52) - 1)) | (1 << 52);
+    if m == 1 << 52 || !(1..=33).contains(&shift) {
+        return None;
+    }
+    let mut k = FIRST_WIDE_K[shift as usize].max(1);
+    let mut digits = nearest_fraction(m, shift, k)?;
+    while k > 1 {
+        match nearest_fraction(m, shift, k - 1) {
+            Some(shorter) => {
+                k -= 1;
+                digits = shorter;
+            }
+            None => break,
+        }
+    }
+    u64::try_from(digits).ok().map(|digits| (digits, k))
+}
+
+/// The `digits` nearest to `10**k * m / 2**shift` when `digits / 10**k` reads back as
+/// `m / 2**shift`: within half a unit in the last place, `1 / 2**(shift + 1)` (the bound itself
+/// too when `m` is even: ties read as even). The interval is centred on the value, so if any
+/// candidate at this k is in it, the nearest one is.
+#[inline(always)]
+fn nearest_fraction(m: u64, shift: u32, k: u32) -> Option<u128> {
+    let scale = POW10[k as usize];
+    let scaled = u128::from(m) * u128::from(scale);
+    let half = 1u128 << (shift - 1);
+    let (quotient, rest) = (scaled >> shift, scaled & ((half << 1) - 1));
+    let round_up = (rest > half) | ((rest == half) & (quotient & 1 == 1));
+    let nearest = quotient + u128::from(round_up);
+    let twice_error = 2 * (nearest << shift).abs_diff(scaled);
+    let allowed = u128::from(scale);
+    let inside = (twice_error < allowed) | ((twice_error == allowed) & m.is_multiple_of(2));
+    inside.then_some(nearest)
+}
+
+/// `floatToGoString` of a non-integer in [1e6, 1e16) (timestamps: every `_created` line):
+/// repr's digits with the point after the first one and the exponent. False, with nothing
+/// written, when [`shortest_fraction`] leaves it to the general path.
+fn write_go_fraction(out: &mut Vec<u8>, v: f64) -> bool {
+    let Some((digits, k)) = shortest_fraction(v) else {
         return false;
     };
-    let (int, frac) = (&text[..point], &text[point + 1..]);
-    match frac.last() {
-        Some(b'0') | None => return false,
-        Some(last) if (last - b'0') % 2 == 1 => {
-            let digits = int
-                .iter()
-                .chain(frac)
-                .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-            let exp10 = -(frac.len() as i32);
-            if is_exact_midpoint(v, 2 * digits - 1, exp10)
-                || is_exact_midpoint(v, 2 * digits + 1, exp10)
-            {
-                return false;
-            }
-        }
-        Some(_) => {}
-    }
-    out.reserve(text.len() + 4);
-    out.push(int[0]);
-    out.push(b'.');
-    out.extend_from_slice(&int[1..]);
-    out.extend_from_slice(frac);
-    write_exponent(out, point as i32 - 1);
+    let mut buf = [0u8; 20];
+    let text = write_u64_into(&mut buf, digits);
+    // d.ddde+XX in one piece: at most 17 digits, the point, and an exponent of 06 to 15.
+    let exponent = (text.len() as u32 - k - 1) as u8;
+    let mut line = [0u8; 24];
+    line[0] = text[0];
+    line[1] = b'.';
+    line[2..text.len() + 1].copy_from_slice(&text[1..]);
+    let end = text.len() + 1;
+    line[end..end + 4].copy_from_slice(&[b'e', b'+', b'0' + exponent / 10, b'0' + exponent % 10]);
+    out.extend_from_slice(&line[..end + 4]);
     true
 }
 
@@ -312,11 +399,13 @@ pub fn write_go_float(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(b"-Inf");
     } else if (1e6..1e16).contains(&v) {
         // The reference rewrites positive reprs with more than six integer digits; below 1e16
-        // repr is positional, so that is exactly this range.
-        if v.fract() != 0.0 && write_go_positional(out, v) {
+        // repr is positional, so that is exactly this range (where `as u64` is exact for
+        // integers: cheaper than `fract`, a libm call on baseline x86-64).
+        let is_integer = (v as u64) as f64 == v;
+        if !is_integer && write_go_fraction(out, v) {
             return;
         }
-        let dec = if v.fract() == 0.0 {
+        let dec = if is_integer {
             Decimal::from_integer(v as u64)
         } else {
             Decimal::from_float(v)

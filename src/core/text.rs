@@ -19,9 +19,8 @@ pub fn write_text(
     families: &[&dyn FamilySource],
     escaping: Escaping,
 ) -> Result<(), RenderError> {
-    let mut split: [Vec<u8>; 3] = Default::default();
     for (index, family) in families.iter().enumerate() {
-        write_family(out, *family, escaping, &mut split).map_err(|message| RenderError {
+        write_family(out, *family, escaping).map_err(|message| RenderError {
             family: index,
             message,
         })?;
@@ -71,43 +70,53 @@ fn write_header(
     out.push(b'\n');
 }
 
+/// Which of [`SPLIT_SUFFIXES`] names `sample`, if any.
+fn split_index(sample: &Sample<'_>, name: &str) -> Option<usize> {
+    SPLIT_SUFFIXES
+        .iter()
+        .position(|s| full_name_is(sample, name, s))
+}
+
+/// The family's lines, then the samples split off (`_created`, ...) under headers of their
+/// own. Those are written by visiting the samples again, once per suffix present: no
+/// buffer holds them meanwhile (a large one, freshly allocated, costs more than the visit).
 fn write_family(
     out: &mut Vec<u8>,
     family: &dyn FamilySource,
     escaping: Escaping,
-    split: &mut [Vec<u8>; 3],
 ) -> Result<(), String> {
     let name = family.name();
     let doc = family.documentation();
     let (suffix, type_name) = text_type(family.metric_type());
     write_header(out, name, suffix, doc, type_name, escaping);
 
-    for buf in split.iter_mut() {
-        buf.clear();
-    }
+    let mut present = [false; SPLIT_SUFFIXES.len()];
     let mut ok = true;
     family.visit_samples(&mut |sample| {
         if !ok {
             return;
         }
-        let target = match SPLIT_SUFFIXES
-            .iter()
-            .position(|s| full_name_is(sample, name, s))
-        {
-            Some(i) => &mut split[i],
-            None => &mut *out,
+        ok = match split_index(sample, name) {
+            Some(i) => {
+                present[i] = true;
+                sample.value.is_some()
+            }
+            None => write_sample(out, sample, escaping),
         };
-        ok = write_sample(target, sample, escaping);
     });
+    for (i, suffix) in SPLIT_SUFFIXES.iter().enumerate() {
+        if !ok || !present[i] {
+            continue;
+        }
+        write_header(out, name, suffix, doc, "gauge", escaping);
+        family.visit_samples(&mut |sample| {
+            if ok && split_index(sample, name) == Some(i) {
+                ok = write_sample(out, sample, escaping);
+            }
+        });
+    }
     if !ok {
         return Err(NONE_VALUE_MESSAGE.to_owned());
-    }
-
-    for (suffix, lines) in SPLIT_SUFFIXES.iter().zip(split.iter()) {
-        if !lines.is_empty() {
-            write_header(out, name, suffix, doc, "gauge", escaping);
-            out.extend_from_slice(lines);
-        }
     }
     Ok(())
 }

@@ -190,7 +190,7 @@ unsafe fn gauge_set_body(
                 return none();
             }
             let py = Python::assume_attached();
-            return match python::time_now(py) {
+            return match python::coarse_time_now(py) {
                 Ok(now) => {
                     child.set_at(n.as_f64(), now);
                     none()

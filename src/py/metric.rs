@@ -1206,7 +1206,7 @@ impl Gauge {
         let child = self.core.child()?;
         let value = amount::float_of(value)?;
         if self.core.set_records_time(child) {
-            child.set_at(value, python::time_now(py)?);
+            child.set_at(value, python::coarse_time_now(py)?);
         } else {
             child.set(value);
         }

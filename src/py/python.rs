@@ -4,9 +4,10 @@
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyModule};
+use pyo3::types::{PyDict, PyModule, PyString};
 
 use crate::core::model::Exemplar;
+use crate::core::multiprocess::sketch::wall_clock;
 
 fn module<'py>(
     py: Python<'py>,
@@ -24,48 +25,77 @@ fn samples_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     module(py, &CELL, "fastprom.samples")
 }
 
-static TIME_BUILTIN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// The builtin `time.time` and where it is looked up, so that a replacement is noticed.
+struct TimeBuiltin {
+    function: Py<PyAny>,
+    namespace: Py<PyDict>,
+    name: Py<PyString>,
+}
+
+static TIME_BUILTIN: PyOnceLock<TimeBuiltin> = PyOnceLock::new();
 
 /// Remembers the builtin `time.time` (called at module import, before tests patch it; anything
 /// but a C function is not remembered).
 pub fn remember_time_builtin(py: Python<'_>) -> PyResult<()> {
-    let function = py.import("time")?.getattr("time")?;
+    let module = py.import("time")?;
+    let function = module.getattr("time")?;
     if function.is_instance_of::<pyo3::types::PyCFunction>() {
-        let _ = TIME_BUILTIN.set(py, function.unbind());
+        let builtin = TimeBuiltin {
+            function: function.unbind(),
+            namespace: module.dict().unbind(),
+            name: PyString::intern(py, "time").unbind(),
+        };
+        let _ = TIME_BUILTIN.set(py, builtin);
     }
     Ok(())
 }
 
 /// `time.time()`. The builtin reads CLOCK_REALTIME, as `SystemTime` does, so it is only called
-/// when something replaced it (tests patch `time.time`). The check reads the `time` module's
-/// dict directly: hot paths (`set` of a `mostrecent` gauge, new children) come here.
+/// when something replaced it (tests patch `time.time`).
 pub fn time_now(py: Python<'_>) -> PyResult<f64> {
-    static TIME_DICT: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
-    let namespace = TIME_DICT
-        .get_or_try_init(py, || -> PyResult<_> {
-            Ok(py.import("time")?.dict().unbind())
-        })?
-        .bind(py);
-    let function = match namespace.get_item(intern!(py, "time"))? {
-        Some(function) => function,
-        None => {
-            return py
-                .import("time")?
-                .getattr(intern!(py, "time"))?
-                .call0()?
-                .extract()
-        }
-    };
-    if TIME_BUILTIN
-        .get(py)
-        .is_some_and(|builtin| function.is(builtin.bind(py)))
-    {
+    if time_is_builtin(py)? {
         if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
         {
             return Ok(since_epoch.as_secs_f64());
         }
     }
-    function.call0()?.extract()
+    call_time(py)
+}
+
+/// The time a `mostrecent` gauge's `set` records: the wall clock at the kernel's tick
+/// resolution (a few ns against ~30 for the precise clock on this VM), or the replaced
+/// `time.time()`. The multiprocess merge keeps the value with the latest time, so a set one tick
+/// later always wins; see the README's multiprocess section for sets within one tick.
+pub fn coarse_time_now(py: Python<'_>) -> PyResult<f64> {
+    if time_is_builtin(py)? {
+        return Ok(wall_clock());
+    }
+    call_time(py)
+}
+
+fn call_time(py: Python<'_>) -> PyResult<f64> {
+    py.import("time")?
+        .getattr(intern!(py, "time"))?
+        .call0()?
+        .extract()
+}
+
+/// Whether `time.time` is still the builtin remembered at import. Hot paths (`set` of a
+/// `mostrecent` gauge, new children) come here, so the `time` module's dict is read directly,
+/// with a borrowed reference.
+fn time_is_builtin(py: Python<'_>) -> PyResult<bool> {
+    let Some(builtin) = TIME_BUILTIN.get(py) else {
+        return Ok(false);
+    };
+    // SAFETY: attached to the interpreter, the dict and key are live objects; the result is a
+    // borrowed reference (or null), only compared.
+    let found = unsafe {
+        pyo3::ffi::PyDict_GetItemWithError(builtin.namespace.as_ptr(), builtin.name.as_ptr())
+    };
+    if found.is_null() {
+        return PyErr::take(py).map_or(Ok(false), Err);
+    }
+    Ok(found == builtin.function.as_ptr())
 }
 
 /// `fastprom.metrics._use_created`.

@@ -16,6 +16,7 @@ use super::metric::metric_core;
 use super::multiprocess::MergedFamilies;
 use super::python;
 use crate::core::multiprocess::merge::MergedFamily;
+use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::core::family::{Family, FamilyView};
@@ -111,9 +112,26 @@ pub(super) fn render<'py>(
     format: Format,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let items = gather(py, registry, format)?;
-    let output = py.detach(|| write_items(items, escaping, format));
-    let output = output.map_err(|e| PyErr::from(Error::from(e)))?;
-    Ok(PyBytes::new(py, &output))
+    // `try_with`: a thread's locals are gone while it exits; it renders in a fresh buffer then.
+    let mut out = RENDER_BUFFER.try_with(Cell::take).unwrap_or_default();
+    out.clear();
+    let written = py.detach(|| write_items_into(&mut out, items, escaping, format));
+    let bytes = written.map(|()| PyBytes::new(py, &out));
+    if out.capacity() <= KEPT_BUFFER_LIMIT {
+        let _ = RENDER_BUFFER.try_with(|kept| kept.set(out));
+    }
+    bytes.map_err(|e| PyErr::from(Error::from(e)))
+}
+
+/// The largest render buffer a thread keeps between renders.
+const KEPT_BUFFER_LIMIT: usize = 256 << 20;
+
+thread_local! {
+    /// The buffer of this thread's last render, reused by its next one (the bytes are copied
+    /// out). A buffer grown afresh for every scrape costs more than its lines: once it passes
+    /// glibc's largest mmap threshold (32 MiB) every scrape maps it anew and faults each page
+    /// in, and it is copied at every doubling.
+    static RENDER_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// Writes the items into one buffer; runs without the GIL.
@@ -122,20 +140,29 @@ pub(super) fn write_items(
     escaping: Escaping,
     format: Format,
 ) -> Result<Vec<u8>, RenderError> {
+    let mut out = Vec::with_capacity(4096);
+    write_items_into(&mut out, items, escaping, format)?;
+    Ok(out)
+}
+
+fn write_items_into(
+    out: &mut Vec<u8>,
+    items: Vec<Item>,
+    escaping: Escaping,
+    format: Format,
+) -> Result<(), RenderError> {
     // Snapshots of children, exemplars and histograms take their locks.
     let _fork_guard = fork::guard();
     let sources: Vec<Source> = items.into_iter().map(Source::of).collect();
     let sources: Vec<&dyn FamilySource> = sources.iter().map(Source::family).collect();
-    let mut out = Vec::with_capacity(4096);
     match format {
-        Format::Text => text::write_text(&mut out, &sources, escaping),
-        Format::OpenMetrics(nh) => openmetrics::write_openmetrics(&mut out, &sources, escaping, nh),
+        Format::Text => text::write_text(out, &sources, escaping),
+        Format::OpenMetrics(nh) => openmetrics::write_openmetrics(out, &sources, escaping, nh),
         Format::Protobuf => {
-            protobuf::write_protobuf(&mut out, &sources, escaping);
+            protobuf::write_protobuf(out, &sources, escaping);
             Ok(())
         }
-    }?;
-    Ok(out)
+    }
 }
 
 /// Render items in collection order. Our registry offers `_render_plan()`: its native metrics
