@@ -244,9 +244,28 @@ fn reserve(_file: &File) -> io::Result<MmapRaw> {
 
 /// Memory that renders may be reading without the GIL: the files retired while it was
 /// current. Dropped (unmapping them) when the last render that pinned it ends.
+///
+/// A render loads slot pointers all along (a snapshot retried while a writer is mid-update
+/// loads them again), so it may read a file made current after it began and retired later:
+/// each epoch keeps the next one alive, and a render holds every file retired until it ends.
 #[derive(Default)]
 struct Epoch {
     retired: Mutex<Vec<Arc<MappedFile>>>,
+    next: OnceLock<Arc<Epoch>>,
+}
+
+impl Drop for Epoch {
+    /// Unlinks the chain of later epochs one by one (dropped recursively, a long chain would
+    /// overflow the stack).
+    fn drop(&mut self) {
+        let mut next = self.next.take();
+        while let Some(epoch) = next {
+            next = match Arc::try_unwrap(epoch) {
+                Ok(mut epoch) => epoch.next.take(),
+                Err(_) => None, // still pinned: that render's end drops the rest
+            };
+        }
+    }
 }
 
 /// The epoch renders pin now; retiring a file starts a new one.
@@ -270,11 +289,13 @@ impl Epochs {
     /// before the move have ended: renders that begin from now on pin a new epoch and load the
     /// new pointers (the epoch's lock orders them after the move).
     fn retire(&self, file: Arc<MappedFile>) {
-        let old = std::mem::take(&mut *self.current());
+        let next = Arc::new(Epoch::default());
+        let old = std::mem::replace(&mut *self.current(), next.clone());
         old.retired
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(file);
+        let _ = old.next.set(next);
     }
 }
 
@@ -704,6 +725,21 @@ mod tests {
             released.upgrade().is_none(),
             "unmapped once that render ended"
         );
+        // A render keeps the files retired after it began too: it may have loaded their
+        // pointers (a retried snapshot loads them again).
+        let render = epochs.pin();
+        let later = Arc::new(MappedFile::open(&dir.join("counter_5.db")).unwrap());
+        let later_released = Arc::downgrade(&later);
+        epochs.retire(Arc::new(
+            MappedFile::open(&dir.join("counter_6.db")).unwrap(),
+        ));
+        epochs.retire(later);
+        assert!(
+            later_released.upgrade().is_some(),
+            "retired after the render began, while it runs"
+        );
+        drop(render);
+        assert!(later_released.upgrade().is_none(), "unmapped once it ended");
         let unpinned = Arc::new(MappedFile::open(&dir.join("counter_4.db")).unwrap());
         let released = Arc::downgrade(&unpinned);
         epochs.retire(unpinned);
