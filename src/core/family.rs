@@ -167,10 +167,6 @@ impl Child {
         self.handle.load(Ordering::Acquire)
     }
 
-    pub fn set_handle(&self, handle: usize) {
-        self.handle.store(handle, Ordering::Release)
-    }
-
     /// Sets the handle word to `handle` unless another handle holds it: returns that one.
     pub fn claim_handle(&self, handle: usize) -> Option<usize> {
         match self
@@ -647,11 +643,6 @@ impl Family {
         replaced.map(|k| k.0)
     }
 
-    /// The child at `index` in insertion order.
-    pub fn child_at(&self, index: usize) -> Option<Arc<Child>> {
-        self.lock_children().get_index(index).map(|k| k.0.clone())
-    }
-
     /// Removes the child with these label values (`&[&str]`, `&[String]`); returns it.
     pub fn remove<S: AsRef<str>>(&self, values: &[S]) -> Option<Arc<Child>> {
         self.lock_children()
@@ -958,9 +949,9 @@ mod tests {
         let made = f.get_or_insert_with(
             &["x", "y"],
             || Ok::<_, ()>(Child::counter(&["x", "y"], 1.0)),
-            |c| c.set_handle(7),
+            |c| c.claim_handle(7),
         );
-        assert_eq!(made, Ok(((), true)));
+        assert_eq!(made, Ok((None, true)));
         let again = f.get_or_insert_with(&["x", "y"], || Err(()), |c| c.handle());
         assert_eq!(again, Ok((7, false)));
         // Owned and borrowed keys meet: lookups by either find the same child.
@@ -969,14 +960,10 @@ mod tests {
         assert_eq!(f.with_child(&["xy"], |c| c.handle()), None);
         f.insert(Arc::new(Child::counter(&["p", "q"], 1.0)));
         assert!(f.with_child(&["p", "q"], |_| ()).is_some());
-        assert_eq!(
-            f.child_at(1).map(|c| c.label_values().to_vec()),
-            Some(strings(&["p", "q"]))
-        );
         let replaced = f.replace_child(Arc::new(Child::counter(&["x", "y"], 2.0)));
         assert_eq!(replaced.map(|c| c.handle()), Some(7));
         assert_eq!(f.with_child(&["x", "y"], |c| c.handle()), Some(0));
-        assert_eq!(f.child_at(0).map(|c| c.created()), Some(2.0));
+        assert_eq!(f.children()[0].created(), 2.0);
         assert!(f.remove(&["x", "y"]).is_some());
         assert!(f.remove(&strings(&["p", "q"])).is_some());
         assert!(f.is_empty());
