@@ -285,7 +285,10 @@ fn concurrent_observes_and_snapshots_stay_consistent() {
         assert_eq!(c.bucket_total() + c.zero_count, c.count);
         assert!(c.count >= last);
         assert!(c.sum.fract() == 0.0 && c.sum.abs() <= c.count as f64 * 100.0);
-        assert!(c.bucket_number() <= 40 || c.schema == MIN_SCHEMA);
+        // No bound on the bucket number here: the limit is applied by the observation that
+        // opens a bucket past it, and a snapshot or a limiter moving the buckets between the
+        // halves meanwhile can leave the hot half over it until the next bucket opens (seen as
+        // 41-57 buckets at schema 3 in a few of 30 runs). The counts stay exact regardless.
         last = c.count;
     }
     writers.into_iter().for_each(|w| w.join().unwrap());
