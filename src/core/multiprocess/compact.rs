@@ -313,17 +313,45 @@ mod tests {
         assert!(dir.join("counter_103.db").exists());
         assert!(dir.join("gauge_all_101.db").exists(), "per-pid gauges stay");
         let archive = fs::read(dir.join("counter_archive.db")).unwrap();
-        let values: Vec<(String, f64)> = read_entries(&archive)
+        // Entries come in the order the files were read (directory order).
+        let mut values: Vec<(String, f64)> = read_entries(&archive)
             .unwrap()
             .into_iter()
             .map(|e| (e.key, e.value))
             .collect();
+        values.sort_by(|a, b| a.0.cmp(&b.0));
         let expected = [("a", 1.0), ("b", 5.0), ("c", 4.0)];
         assert_eq!(values, expected.map(|(k, v)| (k.to_string(), v)));
         // Folding again adds to the archive.
         assert_eq!(compact(&dir, Some(&[103])).unwrap(), 1);
         let archive = fs::read(dir.join("counter_archive.db")).unwrap();
-        assert_eq!(read_entries(&archive).unwrap()[0].value, 11.0);
+        let a = read_entries(&archive)
+            .unwrap()
+            .into_iter()
+            .find(|e| e.key == "a");
+        assert_eq!(a.map(|e| e.value), Some(11.0));
+    }
+
+    /// Sets stamped within one tick of the coarse clock tie: the archive keeps the first in
+    /// directory order, the value both collectors showed before the compaction.
+    #[test]
+    fn tied_most_recent_sets_keep_the_first_file_in_directory_order() {
+        let dir = temp_dir("tied");
+        for (pid, value) in [(201, 1.0), (202, 2.0), (203, 3.0), (204, 4.0)] {
+            let name = format!("gauge_mostrecent_{pid}.db");
+            fs::write(dir.join(name), encode_file([("g", value, 7.5)].into_iter())).unwrap();
+        }
+        let first = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| n.starts_with("gauge_mostrecent_"))
+            .unwrap();
+        let first_value: f64 = first[17..20].parse::<f64>().unwrap() - 200.0;
+        compact(&dir, Some(&[201, 202, 203, 204])).unwrap();
+        let archive = fs::read(dir.join("gauge_mostrecent_archive.db")).unwrap();
+        let entries = read_entries(&archive).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].value, entries[0].timestamp), (first_value, 7.5));
     }
 
     #[test]
