@@ -218,10 +218,6 @@ fn key_values(key: &Bound<'_, PyAny>) -> PyResult<Option<Vec<String>>> {
     Ok(values)
 }
 
-fn borrowed(values: &[String]) -> Vec<&str> {
-    values.iter().map(String::as_str).collect()
-}
-
 fn parent_core<'a>(parent: &'a Bound<'_, PyAny>) -> PyResult<&'a MetricCore> {
     metric_core(parent).ok_or_else(|| PyTypeError::new_err("not a fastprom metric"))
 }
@@ -250,8 +246,7 @@ impl Children {
     }
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        Ok(key_values(key)?
-            .is_some_and(|v| self.family.with_child(&borrowed(&v), |_| ()).is_some()))
+        Ok(key_values(key)?.is_some_and(|v| self.family.get(&v).is_some()))
     }
 
     fn __getitem__<'py>(
@@ -270,8 +265,7 @@ impl Children {
         key: &Bound<'py, PyAny>,
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let found =
-            key_values(key)?.and_then(|v| slf.get().family.with_child(&borrowed(&v), Arc::clone));
+        let found = key_values(key)?.and_then(|v| slf.get().family.get(&v));
         match found {
             Some(child) => Self::handle_of(slf, child).map(Some),
             None => Ok(default),
@@ -299,7 +293,7 @@ impl Children {
     }
 
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
-        let removed = key_values(key)?.and_then(|v| self.family.remove(&borrowed(&v)));
+        let removed = key_values(key)?.and_then(|v| self.family.remove(&v));
         match removed {
             Some(child) => self.forget(key.py(), vec![child]),
             None => Err(PyKeyError::new_err(key.clone().unbind())),
@@ -315,9 +309,7 @@ impl Children {
     ) -> PyResult<Bound<'py, PyAny>> {
         let this = slf.get();
         let values = key_values(key)?;
-        let child = values
-            .as_ref()
-            .and_then(|v| this.family.with_child(&borrowed(v), Arc::clone));
+        let child = values.as_ref().and_then(|v| this.family.get(v));
         let Some(child) = child else {
             return match default.len() {
                 0 => Err(PyKeyError::new_err(key.clone().unbind())),
@@ -325,7 +317,7 @@ impl Children {
             };
         };
         let handle = Self::handle_of(slf, child)?;
-        if let Some(removed) = values.and_then(|v| this.family.remove(&borrowed(&v))) {
+        if let Some(removed) = values.and_then(|v| this.family.remove(&v)) {
             this.forget(slf.py(), vec![removed])?;
         }
         Ok(handle)
@@ -336,7 +328,7 @@ impl Children {
         let mut removed = Vec::new();
         for key in &keys {
             if let Some(values) = key_values(key)? {
-                removed.extend(self.family.remove(&borrowed(&values)));
+                removed.extend(self.family.remove(&values));
             }
         }
         self.forget(py, removed)
